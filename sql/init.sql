@@ -1,0 +1,75 @@
+-- Schema for itemsapi. Idempotent: safe to run on an empty database (as the postgres image's
+-- /docker-entrypoint-initdb.d does, with psql -v ON_ERROR_STOP=1) and again on a populated one.
+-- The constraints mirror the API's validation so that no other path can store a bad row.
+
+CREATE TABLE IF NOT EXISTS items (
+    id          bigint        GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name        text          NOT NULL,
+    description text          NOT NULL DEFAULT '',
+    price       numeric(10,2),
+    quantity    integer       NOT NULL DEFAULT 0,
+    attributes  jsonb         NOT NULL DEFAULT '{}',
+    version     bigint        NOT NULL DEFAULT 1,
+    created_at  timestamptz   NOT NULL DEFAULT now(),
+    updated_at  timestamptz   NOT NULL DEFAULT now(),
+    CONSTRAINT items_name_length CHECK (char_length(name) BETWEEN 1 AND 200),
+    CONSTRAINT items_name_not_blank CHECK (name ~ '[^[:space:]]'),
+    CONSTRAINT items_description_length CHECK (char_length(description) <= 2000),
+    CONSTRAINT items_price_range CHECK (price >= 0),
+    CONSTRAINT items_quantity_range CHECK (quantity >= 0),
+    CONSTRAINT items_attributes_object CHECK (jsonb_typeof(attributes) = 'object'),
+    CONSTRAINT items_version_positive CHECK (version >= 1)
+);
+
+COMMENT ON TABLE items IS 'Items served by itemsapi; version counts writes and backs the ETag.';
+
+-- Keyset pagination walks (sort key, id); one index per sort order the API offers.
+-- NULL prices sort as -1 (below every real price) so the key is total and indexable.
+CREATE INDEX IF NOT EXISTS items_name_id_idx ON items (name, id);
+CREATE INDEX IF NOT EXISTS items_price_id_idx ON items ((COALESCE(price, -1)), id);
+CREATE INDEX IF NOT EXISTS items_created_at_id_idx ON items (created_at, id);
+CREATE INDEX IF NOT EXISTS items_updated_at_id_idx ON items (updated_at, id);
+
+-- The `q` filter is a case-insensitive substring match; a trigram index serves it where the
+-- pg_trgm extension ships with the server (the official postgres images carry it).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+        CREATE INDEX IF NOT EXISTS items_name_trgm_idx ON items USING gin (name gin_trgm_ops);
+    END IF;
+END
+$$;
+
+-- RFC 7396 JSON Merge Patch, applied inside the UPDATE so that a PATCH of `attributes`
+-- is one atomic statement: objects merge recursively, null removes a key, anything else replaces.
+CREATE OR REPLACE FUNCTION jsonb_merge_patch(target jsonb, patch jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+DECLARE
+    result jsonb;
+    patch_key text;
+    patch_value jsonb;
+BEGIN
+    IF patch IS NULL OR jsonb_typeof(patch) <> 'object' THEN
+        RETURN patch;
+    END IF;
+    IF target IS NULL OR jsonb_typeof(target) <> 'object' THEN
+        result := '{}'::jsonb;
+    ELSE
+        result := target;
+    END IF;
+    FOR patch_key, patch_value IN SELECT key, value FROM jsonb_each(patch) LOOP
+        IF jsonb_typeof(patch_value) = 'null' THEN
+            result := result - patch_key;
+        ELSE
+            result := jsonb_set(result, ARRAY[patch_key],
+                                jsonb_merge_patch(result -> patch_key, patch_value));
+        END IF;
+    END LOOP;
+    RETURN result;
+END
+$$;

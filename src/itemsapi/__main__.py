@@ -1,0 +1,3 @@
+from itemsapi.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""The /items resource. Views stay thin: parse and validate, call the repository, respond."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, request, url_for
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.routing import BaseConverter, ValidationError
+
+from itemsapi import pagination
+from itemsapi.db import REPOSITORY_KEY
+from itemsapi.exceptions import BadParameter
+from itemsapi.repository import SORT_KEYS, ItemRepository, ListQuery, Row
+from itemsapi.responses import json_response
+from itemsapi.schemas import PRICE_MAX, parse_json, validate_patch, validate_write
+
+bp = Blueprint("items", __name__)
+
+BIGINT_MAX = 2**63 - 1
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+LIST_PARAMETERS = ("limit", "cursor", "sort", "q", "min_price", "max_price")
+SORT_CHOICES = tuple(SORT_KEYS) + tuple("-" + s for s in SORT_KEYS)
+LIMIT_DEFAULT, LIMIT_MAX, Q_MAX = 20, 100, 200
+
+
+class ItemIdConverter(BaseConverter):
+    """Item ids are positive bigints; anything else in the path is simply not an item (404)."""
+
+    regex = r"\d{1,19}"
+
+    def to_python(self, value: str) -> int:
+        item_id = int(value)
+        if not 1 <= item_id <= BIGINT_MAX:
+            raise ValidationError()
+        return item_id
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+def _repository() -> ItemRepository:
+    return current_app.extensions[REPOSITORY_KEY]
+
+
+@bp.post("/items")
+def create_item() -> Response:
+    item = _repository().create(validate_write(_json_body(JSON)))
+    return _item_response(item, 201, Location=url_for("items.get_item", item_id=item["id"]))
+
+
+@bp.get("/items/<item_id:item_id>")
+def get_item(item_id: int) -> Response:
+    item = _repository().get(item_id)
+    tag = etag(item)
+    if request.if_none_match.contains_weak(tag):
+        return Response(status=304, headers={"ETag": f'"{tag}"'})
+    return _item_response(item)
+
+
+@bp.put("/items/<item_id:item_id>")
+def replace_item(item_id: int) -> Response:
+    values = validate_write(_json_body(JSON))
+    return _item_response(_repository().replace(item_id, values, _if_match(item_id)))
+
+
+@bp.patch("/items/<item_id:item_id>")
+def patch_item(item_id: int) -> Response:
+    changes = validate_patch(_json_body(MERGE_PATCH, JSON))
+    return _item_response(_repository().patch(item_id, changes, _if_match(item_id)))
+
+
+@bp.delete("/items/<item_id:item_id>")
+def delete_item(item_id: int) -> Response:
+    _repository().delete(item_id, _if_match(item_id))
+    return Response(status=204)
+
+
+@bp.get("/items")
+def list_items() -> Response:
+    query = _list_query()
+    page = _repository().list(query)
+    sort = ("-" if query.descending else "") + query.sort
+    next_cursor = pagination.encode(sort, page.next_key) if page.next_key else None
+    headers = {}
+    if next_cursor:
+        args = {k: v for k, v in request.args.items() if k != "cursor"}
+        next_url = url_for("items.list_items", **args, cursor=next_cursor)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response({"items": page.items, "next_cursor": next_cursor}, headers=headers)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def etag(item: Row) -> str:
+    """Entity tag (without quotes): the id and the version, which moves on every write."""
+    return f"{item['id']}-{item['version']}"
+
+
+def _item_response(item: Row, status: int = 200, **headers: str) -> Response:
+    return json_response(item, status, headers={"ETag": f'"{etag(item)}"', **headers})
+
+
+def _if_match(item_id: int) -> list[int] | None:
+    """The versions If-Match accepts; None when there is no precondition (or `*`, which only
+    asks that the item exist, as every write here does anyway)."""
+    if "If-Match" not in request.headers:
+        return None
+    tags = request.if_match
+    if tags.star_tag:
+        return None
+    prefix = f"{item_id}-"
+    versions = []
+    for tag in tags.as_set(include_weak=False):  # If-Match uses strong comparison
+        if tag.startswith(prefix) and tag[len(prefix) :].isdigit():
+            versions.append(int(tag[len(prefix) :]))
+    return versions  # may be empty: then nothing matches and the write is refused (412)
+
+
+def _json_body(*accepted: str) -> Any:
+    if request.mimetype not in accepted:
+        exc = UnsupportedMediaType(f"the body must be sent as {' or '.join(accepted)}")
+        if MERGE_PATCH in accepted:
+            exc.response = Response(headers={"Accept-Patch": MERGE_PATCH})
+        raise exc
+    raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
+    try:
+        return parse_json(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def _list_query() -> ListQuery:
+    args = request.args
+    for name in args:
+        if name not in LIST_PARAMETERS:
+            raise BadParameter(name, f"is not a parameter; use {', '.join(LIST_PARAMETERS)}")
+        if len(args.getlist(name)) > 1:
+            raise BadParameter(name, "must be given at most once")
+    limit = _limit(args.get("limit"))
+    sort = args.get("sort", "id")
+    if sort not in SORT_CHOICES:
+        raise BadParameter("sort", f"must be one of {', '.join(SORT_CHOICES)}")
+    after = None
+    if "cursor" in args:
+        try:
+            after = pagination.decode(args["cursor"], sort)
+        except pagination.InvalidCursor as exc:
+            raise BadParameter("cursor", str(exc)) from None
+    q = args.get("q") or None
+    if q is not None and (len(q) > Q_MAX or "\x00" in q):
+        raise BadParameter("q", f"must be at most {Q_MAX} characters, without NUL")
+    return ListQuery(
+        limit=limit,
+        sort=sort.lstrip("-"),
+        descending=sort.startswith("-"),
+        after=after,
+        q=q,
+        min_price=_price_bound("min_price", args.get("min_price")),
+        max_price=_price_bound("max_price", args.get("max_price")),
+    )
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return LIMIT_DEFAULT
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= LIMIT_MAX:
+        raise BadParameter("limit", f"must be an integer from 1 to {LIMIT_MAX}")
+    return int(raw)
+
+
+def _price_bound(name: str, raw: str | None) -> Decimal | None:
+    if raw is None:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or not 0 <= value <= Decimal(str(PRICE_MAX)):
+        raise BadParameter(name, f"must be a number from 0 to {PRICE_MAX}")
+    return value

@@ -1,0 +1,62 @@
+"""Probes for Docker and Kubernetes: /live (process), /ready (database), /health (report)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from itemsapi import __version__
+from itemsapi.db import POOL_KEY
+from itemsapi.errors import RETRY_AFTER_SECONDS
+from itemsapi.health import DatabaseCheck
+from itemsapi.responses import json_response
+
+bp = Blueprint("probes", __name__)
+
+CHECK_KEY = "itemsapi.database_check"
+
+
+@bp.get("/live")
+def live() -> Response:
+    # Never touches the database: an outage must not get a healthy process restarted.
+    return json_response({"status": "ok"})
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    result = _check().run()
+    if result.ok:
+        return json_response({"status": "ready"})
+    return json_response(
+        {"status": "unavailable", "reason": result.error},
+        503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+@bp.get("/health")
+def health() -> Response:
+    result = _check().run()
+    stats = current_app.extensions[POOL_KEY].get_stats()
+    body = {
+        "status": "ok" if result.ok else "unavailable",
+        "version": __version__,
+        "environment": current_app.config["SETTINGS"].environment,
+        "checks": {
+            "database": {
+                "status": "ok" if result.ok else "unavailable",
+                "latency_ms": result.latency_ms,
+                "error": result.error,
+                "pool": {
+                    "size": stats.get("pool_size", 0),
+                    "available": stats.get("pool_available", 0),
+                    "waiting": stats.get("requests_waiting", 0),
+                },
+            }
+        },
+    }
+    headers = {} if result.ok else {"Retry-After": RETRY_AFTER_SECONDS}
+    return json_response(body, 200 if result.ok else 503, headers=headers)
+
+
+def _check() -> DatabaseCheck:
+    return current_app.extensions[CHECK_KEY]

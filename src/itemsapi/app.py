@@ -1,0 +1,43 @@
+"""The application factory: `itemsapi.app:create_app` (Granian calls it once per worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from itemsapi import db, errors, middleware
+from itemsapi import logging as json_logging
+from itemsapi.api import items, probes
+from itemsapi.config import ConfigError, Settings
+from itemsapi.health import DatabaseCheck
+from itemsapi.responses import OrjsonProvider
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment; `test_config` overrides Settings fields by name."""
+    settings = Settings.from_env()
+    if test_config:
+        settings = settings.replace(**test_config)
+    if not settings.database_url:
+        raise ConfigError(
+            "DATABASE_URL is not set: point it at a PostgreSQL database, "
+            "or run `itemsapi serve`, which starts the embedded one"
+        )
+    json_logging.configure(settings.log_level)
+
+    app = Flask(__name__)
+    app.json = OrjsonProvider(app)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.url_map.converters["item_id"] = items.ItemIdConverter
+    app.url_map.strict_slashes = False
+
+    db.init_app(app)
+    app.extensions[probes.CHECK_KEY] = DatabaseCheck(
+        app.extensions[db.REPOSITORY_KEY], settings.ready_timeout
+    )
+    errors.init_app(app)
+    middleware.init_app(app)
+    app.register_blueprint(items.bp)
+    app.register_blueprint(probes.bp)
+    return app

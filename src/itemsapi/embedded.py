@@ -1,0 +1,42 @@
+"""The embedded default database: a PostgreSQL started from the pgserver wheel's binaries in a
+local data folder (kept between runs), for running and testing without any server to set up."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "itemsapi"
+
+
+def start(data_dir: Path, *, database: str = DATABASE_NAME, cleanup: str | None = "stop") -> str:
+    """Start (or reuse) the embedded server and return a URL for `database`, creating it.
+
+    cleanup="stop" stops the server when this process exits; "delete" also removes the data.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back to
+        # /tmp, which is what we want anyway.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pgserver  # imported here: only the embedded path needs it
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir / "pgdata", cleanup_mode=cleanup)
+    create_database(server.get_uri("postgres"), database)
+    url = server.get_uri(database)
+    log.info("embedded PostgreSQL ready", extra={"data_dir": str(data_dir)})
+    return url
+
+
+def create_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -1,0 +1,64 @@
+"""JSON logs, one object per line on stdout (python-json-logger), with the request id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import g, has_request_context
+from pythonjsonlogger.json import JsonFormatter
+
+FORMAT = "%(levelname)s %(name)s %(message)s"
+RENAMED = {"levelname": "level", "name": "logger"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds request_id to every record logged while a request is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id") and has_request_context():
+            record.request_id = g.get("request_id")
+        return True
+
+
+def configure(level: str) -> None:
+    """Route every logger (ours, Flask's, psycopg's, Granian's) through one JSON handler."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(FORMAT, rename_fields=RENAMED, timestamp=True))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # psycopg_pool logs every connection it makes at INFO; warnings and up are what matter.
+    # psycopg_pool logs every connection it makes, pgserver every command it runs, at INFO;
+    # their warnings and errors are what an operator needs.
+    for chatty in ("psycopg.pool", "pgserver"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+
+
+def dict_config(level: str) -> dict:
+    """The same setup as logging.config.dictConfig, for Granian's own loggers."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": FORMAT,
+                "rename_fields": RENAMED,
+                "timestamp": True,
+            }
+        },
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            "_granian": {"handlers": ["stdout"], "level": level, "propagate": False},
+            "granian.access": {"handlers": ["stdout"], "level": level, "propagate": False},
+        },
+    }

@@ -1,0 +1,301 @@
+"""The only door to the database: every SQL statement the service runs is in this module.
+
+Statements are built with psycopg.sql over an allow-list of columns; values always travel as
+query parameters. The builders are pure functions (tested without a database); ItemRepository
+runs them on a connection pool and turns driver errors into the domain errors of exceptions.py.
+Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from itemsapi.exceptions import (
+    Conflict,
+    ConstraintViolation,
+    DatabaseUnavailable,
+    ItemNotFound,
+    PreconditionFailed,
+    QueryTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+WRITABLE_COLUMNS = ("name", "description", "price", "quantity", "attributes")
+
+# price is numeric(10,2); float8 holds every such value exactly enough to round-trip its
+# decimal text, and spares building a Decimal per row.
+_SELECT_COLUMNS = sql.SQL(
+    "id, name, description, price::float8 AS price, quantity, attributes, version, "
+    "created_at, updated_at"
+)
+
+# The keyset each sort order walks; each has a matching (key, id) index in sql/init.sql.
+SORT_KEYS: dict[str, sql.Composable] = {
+    "id": sql.SQL("id"),
+    "name": sql.SQL("name"),
+    "price": sql.SQL("COALESCE(price, -1)"),
+    "created_at": sql.SQL("created_at"),
+    "updated_at": sql.SQL("updated_at"),
+}
+
+Row = dict[str, Any]
+SortKey = tuple[Any, int]  # (value of the sort column, id) of the last row of a page
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = 20
+    sort: str = "id"
+    descending: bool = False
+    after: SortKey | None = None
+    q: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Row]
+    next_key: SortKey | None
+
+
+# --- statement builders (pure) -----------------------------------------------------------
+
+
+def _where_id(check_version: bool) -> sql.Composable:
+    if check_version:
+        return sql.SQL("id = %(id)s AND version = ANY(%(versions)s)")
+    return sql.SQL("id = %(id)s")
+
+
+def select_statement(*, check_version: bool = False) -> sql.Composed:
+    return sql.SQL("SELECT {columns} FROM items WHERE {where}").format(
+        columns=_SELECT_COLUMNS, where=_where_id(check_version)
+    )
+
+
+def insert_statement() -> sql.Composed:
+    return sql.SQL("INSERT INTO items ({columns}) VALUES ({values}) RETURNING {returning}").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS)),
+        values=sql.SQL(", ").join(map(sql.Placeholder, WRITABLE_COLUMNS)),
+        returning=_SELECT_COLUMNS,
+    )
+
+
+def update_statement(
+    columns: Sequence[str], *, merge_attributes: bool = False, check_version: bool = False
+) -> sql.Composed:
+    """UPDATE the given columns (from the allow-list), bump version and updated_at, RETURNING
+    the row. With merge_attributes, `attributes` is merged as RFC 7396 says instead of
+    replaced. An empty change set writes nothing: it becomes the matching SELECT."""
+    unknown = [c for c in columns if c not in WRITABLE_COLUMNS]
+    if unknown:
+        raise ValueError(f"not writable columns: {unknown}")
+    if not columns:
+        return select_statement(check_version=check_version)
+    assignments = [_assignment(c, merge_attributes) for c in columns]
+    assignments.append(sql.SQL("version = version + 1"))
+    assignments.append(sql.SQL("updated_at = now()"))
+    return sql.SQL("UPDATE items SET {assignments} WHERE {where} RETURNING {returning}").format(
+        assignments=sql.SQL(", ").join(assignments),
+        where=_where_id(check_version),
+        returning=_SELECT_COLUMNS,
+    )
+
+
+def _assignment(column: str, merge_attributes: bool) -> sql.Composed:
+    if column == "attributes" and merge_attributes:
+        return sql.SQL("attributes = jsonb_merge_patch(attributes, {})").format(
+            sql.Placeholder("attributes")
+        )
+    return sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+
+
+def delete_statement(*, check_version: bool = False) -> sql.Composed:
+    return sql.SQL("DELETE FROM items WHERE {where} RETURNING id").format(
+        where=_where_id(check_version)
+    )
+
+
+def list_statement(query: ListQuery) -> tuple[sql.Composed, dict[str, Any]]:
+    """A keyset-paginated SELECT: filters, then rows after query.after in sort order."""
+    key = SORT_KEYS[query.sort]
+    params: dict[str, Any] = {"limit": query.limit + 1}  # one extra row says "there is more"
+    conditions: list[sql.Composable] = []
+    if query.q is not None:
+        conditions.append(sql.SQL("name ILIKE %(q)s"))
+        params["q"] = "%" + escape_like(query.q) + "%"
+    if query.min_price is not None:
+        conditions.append(sql.SQL("price >= %(min_price)s"))
+        params["min_price"] = query.min_price
+    if query.max_price is not None:
+        conditions.append(sql.SQL("price <= %(max_price)s"))
+        params["max_price"] = query.max_price
+    if query.after is not None:
+        op = sql.SQL("<" if query.descending else ">")
+        if query.sort == "id":
+            conditions.append(sql.SQL("id {} %(after_id)s").format(op))
+        else:
+            conditions.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(key, op))
+            params["after_key"] = query.after[0]
+        params["after_id"] = query.after[1]
+    direction = sql.SQL("DESC" if query.descending else "ASC")
+    order = [sql.SQL("id {}").format(direction)]
+    if query.sort != "id":
+        order.insert(0, sql.SQL("{} {}").format(key, direction))
+    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    return (
+        statement.format(columns=_SELECT_COLUMNS, where=where, order=sql.SQL(", ").join(order)),
+        params,
+    )
+
+
+def escape_like(text: str) -> str:
+    """Make LIKE wildcards in user text match literally (backslash is LIKE's escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def sort_key(row: Row, sort: str) -> SortKey:
+    """The keyset position of a row for a sort order, in the types the database compares."""
+    if sort == "id":
+        return (row["id"], row["id"])
+    if sort == "price":
+        price = row["price"]
+        return (Decimal(-1) if price is None else Decimal(repr(price)), row["id"])
+    return (row[sort], row["id"])
+
+
+# --- running statements -------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _ConnectionLost(DatabaseUnavailable):
+    """The connection broke under a statement; safe to retry only for reads."""
+
+
+class ItemRepository:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def create(self, values: Mapping[str, Any]) -> Row:
+        params = _with_jsonb(values)
+        return self._write(lambda conn: conn.execute(insert_statement(), params).fetchone())
+
+    def get(self, item_id: int) -> Row:
+        def fetch(conn: psycopg.Connection) -> Row:
+            row = conn.execute(select_statement(), {"id": item_id}).fetchone()
+            if row is None:
+                raise ItemNotFound(item_id)
+            return row
+
+        return self._read(fetch)
+
+    def list(self, query: ListQuery) -> Page:
+        statement, params = list_statement(query)
+        rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
+        if len(rows) <= query.limit:
+            return Page(rows, None)
+        rows = rows[: query.limit]
+        return Page(rows, sort_key(rows[-1], query.sort))
+
+    def replace(self, item_id: int, values: Mapping[str, Any], versions: list[int] | None) -> Row:
+        statement = update_statement(WRITABLE_COLUMNS, check_version=versions is not None)
+        return self._change(item_id, statement, values, versions)
+
+    def patch(self, item_id: int, changes: Mapping[str, Any], versions: list[int] | None) -> Row:
+        statement = update_statement(
+            list(changes), merge_attributes=True, check_version=versions is not None
+        )
+        return self._change(item_id, statement, changes, versions)
+
+    def delete(self, item_id: int, versions: list[int] | None) -> None:
+        statement = delete_statement(check_version=versions is not None)
+        self._change(item_id, statement, {}, versions)
+
+    def ping(self, timeout: float) -> None:
+        """One round trip on a pooled connection, waiting at most `timeout` for the pool."""
+        with self._connection(timeout) as conn:
+            conn.execute("SELECT 1")
+
+    def _change(
+        self,
+        item_id: int,
+        statement: sql.Composed,
+        values: Mapping[str, Any],
+        versions: list[int] | None,
+    ) -> Row:
+        params = {**_with_jsonb(values), "id": item_id, "versions": versions}
+
+        def run(conn: psycopg.Connection) -> Row:
+            row = conn.execute(statement, params).fetchone()
+            if row is not None:
+                return row
+            # Nothing matched: tell a missing item from a stale If-Match.
+            current = conn.execute("SELECT version FROM items WHERE id = %s", (item_id,))
+            found = current.fetchone()
+            if found is None:
+                raise ItemNotFound(item_id)
+            raise PreconditionFailed(item_id, found["version"])
+
+        return self._write(run)
+
+    def _read(self, work: Callable[[psycopg.Connection], T]) -> T:
+        # A read is idempotent: if its connection turns out to be dead (the server restarted
+        # since it was pooled), one more try on a fresh connection is safe.
+        try:
+            with self._connection() as conn:
+                return work(conn)
+        except _ConnectionLost:
+            log.warning("connection lost during a read; retrying once")
+            with self._connection() as conn:
+                return work(conn)
+
+    def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
+        # Writes are never retried: the first attempt may have committed.
+        with self._connection() as conn:
+            return work(conn)
+
+    @contextmanager
+    def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        conn = None
+        try:
+            with self._pool.connection(timeout=timeout) as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("no database connection available") from exc
+        except errors.QueryCanceled as exc:
+            raise QueryTimeout("statement timed out") from exc
+        except errors.UniqueViolation as exc:
+            raise Conflict(exc.diag.message_primary or "conflict") from exc
+        except (errors.IntegrityError, errors.DataError) as exc:
+            raise ConstraintViolation(_constraint_message(exc)) from exc
+        except psycopg.OperationalError as exc:
+            if conn is not None and conn.closed:
+                raise _ConnectionLost(str(exc)) from exc
+            raise DatabaseUnavailable(str(exc)) from exc
+
+
+def _with_jsonb(values: Mapping[str, Any]) -> dict[str, Any]:
+    params = dict(values)
+    if params.get("attributes") is not None:
+        params["attributes"] = Jsonb(params["attributes"])
+    return params
+
+
+def _constraint_message(exc: psycopg.Error) -> str:
+    # The constraint's name says which rule was broken without quoting any SQL or data.
+    name = exc.diag.constraint_name
+    return f"violates {name}" if name else "value out of range for its column"

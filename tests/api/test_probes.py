@@ -1,0 +1,56 @@
+"""Probes through the test client, database up. (Outages are tested end to end.)"""
+
+
+def test_live_is_ok(client):
+    response = client.get("/live")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_ready_is_200_when_the_database_answers(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ready"
+
+
+def test_health_reports_database_and_pool(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert body["version"]
+    assert body["environment"] == "development"
+    database = body["checks"]["database"]
+    assert database["status"] == "ok"
+    assert database["latency_ms"] >= 0
+    assert set(database["pool"]) == {"size", "available", "waiting"}
+    assert database["pool"]["size"] >= 1
+
+
+def test_probes_report_unavailable_when_the_database_cannot_be_reached(clean_db):
+    from itemsapi.app import create_app
+    from itemsapi.db import close_app
+
+    # A server that is not there: nothing listens on this socket directory.
+    app = create_app(
+        {
+            "database_url": "postgresql://postgres@/x?host=/nonexistent&port=1",
+            "pool_timeout": 0.3,
+            "ready_timeout": 0.5,
+        }
+    )
+    try:
+        client = app.test_client()
+        assert client.get("/live").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.headers["Retry-After"]
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert health.get_json()["checks"]["database"]["status"] == "unavailable"
+        item = client.get("/items/1")
+        assert item.status_code == 503
+        assert item.mimetype == "application/problem+json"
+        assert item.headers["Retry-After"]
+    finally:
+        close_app(app)

@@ -1,0 +1,88 @@
+"""Test fixtures. Every test that touches data uses a real PostgreSQL, found in this order:
+
+1. ITEMSAPI_TEST_DATABASE_URL, used as is (its items table is emptied between tests);
+2. a throwaway postgres:18 container through testcontainers, when a Docker engine answers;
+3. the embedded PostgreSQL (pgserver) in a temporary folder, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from itemsapi import db, embedded
+from itemsapi.app import create_app
+
+POSTGRES_IMAGE = "postgres:18"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no engine, no socket, no permission: all mean "not here"
+        return False
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    explicit = os.environ.get("ITEMSAPI_TEST_DATABASE_URL")
+    if explicit:
+        db.apply_schema(explicit)
+        yield explicit
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
+            url = container.get_connection_url()
+            db.apply_schema(url)
+            yield url
+    else:
+        data_dir = tmp_path_factory.mktemp("embedded-pg")
+        url = embedded.start(data_dir, database="itemsapi_test", cleanup="delete")
+        db.apply_schema(url)
+        yield url
+
+
+@pytest.fixture
+def clean_db(database_url: str) -> str:
+    """The test database with an empty items table (ids restart at 1)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE items RESTART IDENTITY")
+    return database_url
+
+
+@pytest.fixture
+def app(clean_db: str) -> Iterator[Flask]:
+    app = create_app({"database_url": clean_db, "pool_min_size": 1, "pool_max_size": 4})
+    app.config["TESTING"] = True
+    yield app
+    db.close_app(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def sql(clean_db: str) -> Iterator[psycopg.Connection]:
+    """A direct connection, for looking at (or arranging) rows behind the API's back."""
+    with psycopg.connect(clean_db, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        yield conn

@@ -1,0 +1,85 @@
+"""Fixtures that run the real server: `itemsapi serve` (Granian) as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import http
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """start_server(database_url, *args, wait="ready"|"live", **env) -> Server."""
+    servers: list[Server] = []
+
+    def start(database_url: str, *args: str, wait: str = "ready", **env: str) -> Server:
+        port = free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        environment = {**os.environ, "DATABASE_URL": database_url, **env}
+        command = [sys.executable, "-m", "itemsapi", "serve", "--port", str(port), *args]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
+        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        servers.append(server)
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError("server exited:\n" + log_path.read_text())
+            return http("GET", f"{server.url}/{wait}", timeout=2).status == 200
+
+        wait_until(answers, 30, f"{server.url}/{wait}")
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

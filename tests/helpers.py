@@ -1,0 +1,69 @@
+"""Helpers that build test data and talk HTTP, shared by the test modules."""
+
+from __future__ import annotations
+
+import json
+from http.client import HTTPConnection
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask.testing import FlaskClient
+
+
+def item_payload(**overrides: Any) -> dict[str, Any]:
+    """A valid POST/PUT body; keyword arguments replace or add fields."""
+    payload: dict[str, Any] = {
+        "name": "Widget",
+        "description": "A useful widget",
+        "price": 19.99,
+        "quantity": 5,
+        "attributes": {"color": "red", "size": {"w": 10, "h": 20}},
+    }
+    payload.update(overrides)
+    return payload
+
+
+def create_item(client: FlaskClient, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/items", json=item_payload(**overrides))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def etag_of(item: dict[str, Any]) -> str:
+    return f'"{item["id"]}-{item["version"]}"'
+
+
+class HttpResponse:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+) -> HttpResponse:
+    """One real HTTP request (no client library between the test and the server)."""
+    parts = urlsplit(url)
+    conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    try:
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return HttpResponse(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+    finally:
+        conn.close()

@@ -1,0 +1,153 @@
+"""ItemRepository against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from itemsapi.config import Settings
+from itemsapi.db import create_pool
+from itemsapi.exceptions import ConstraintViolation, ItemNotFound, PreconditionFailed
+from itemsapi.repository import ItemRepository, ListQuery
+from itemsapi.schemas import validate_write
+
+
+@pytest.fixture
+def repo(clean_db: str) -> Iterator[ItemRepository]:
+    pool = create_pool(Settings(database_url=clean_db, pool_min_size=1, pool_max_size=8))
+    pool.open(wait=True)
+    yield ItemRepository(pool)
+    pool.close()
+
+
+def new(repo: ItemRepository, **fields) -> dict:
+    return repo.create(validate_write({"name": "thing", **fields}))
+
+
+def test_create_returns_the_stored_row_with_server_fields(repo):
+    item = new(repo, price=2.5, attributes={"k": [1, 2]})
+    assert item["id"] == 1
+    assert item["version"] == 1
+    assert item["price"] == 2.5
+    assert item["attributes"] == {"k": [1, 2]}
+    assert item["created_at"] == item["updated_at"]
+    assert item["created_at"].utcoffset().total_seconds() == 0  # connections run in UTC
+    assert repo.get(1) == item
+
+
+def test_get_missing_item_raises_not_found(repo):
+    with pytest.raises(ItemNotFound):
+        repo.get(12345)
+
+
+def test_replace_resets_omitted_fields_and_bumps_version(repo):
+    item = new(repo, description="d", price=1, quantity=3, attributes={"a": 1})
+    replaced = repo.replace(item["id"], validate_write({"name": "other"}), None)
+    assert replaced["name"] == "other"
+    assert (replaced["description"], replaced["price"], replaced["quantity"]) == ("", None, 0)
+    assert replaced["attributes"] == {}
+    assert replaced["version"] == 2
+    assert replaced["updated_at"] > item["updated_at"]
+    assert replaced["created_at"] == item["created_at"]
+
+
+def test_patch_changes_only_given_fields_and_merges_attributes(repo):
+    item = new(repo, price=4, attributes={"keep": 1, "drop": 2, "nested": {"x": 1}})
+    patched = repo.patch(
+        item["id"], {"quantity": 9, "attributes": {"drop": None, "nested": {"y": 2}}}, None
+    )
+    assert patched["quantity"] == 9
+    assert patched["price"] == 4
+    assert patched["attributes"] == {"keep": 1, "nested": {"x": 1, "y": 2}}
+    assert patched["version"] == 2
+
+
+def test_empty_patch_is_a_no_op(repo):
+    item = new(repo)
+    assert repo.patch(item["id"], {}, None) == item
+
+
+def test_version_precondition_is_checked_atomically(repo):
+    item = new(repo)
+    with pytest.raises(PreconditionFailed) as excinfo:
+        repo.patch(item["id"], {"quantity": 1}, [7])
+    assert excinfo.value.current_version == 1
+    assert repo.get(item["id"])["quantity"] == 0
+    assert repo.patch(item["id"], {"quantity": 1}, [1])["version"] == 2
+    with pytest.raises(ItemNotFound):
+        repo.patch(999, {"quantity": 1}, [1])
+
+
+def test_of_concurrent_writers_with_the_same_version_exactly_one_wins(repo):
+    item = new(repo)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        try:
+            repo.patch(item["id"], {"quantity": n}, [1])
+            outcomes.append("ok")
+        except PreconditionFailed:
+            outcomes.append("412")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["412"] * 7 + ["ok"]
+    assert repo.get(item["id"])["version"] == 2
+
+
+def test_delete_then_gone(repo):
+    item = new(repo)
+    with pytest.raises(PreconditionFailed):
+        repo.delete(item["id"], [2])
+    repo.delete(item["id"], [1])
+    with pytest.raises(ItemNotFound):
+        repo.get(item["id"])
+    with pytest.raises(ItemNotFound):
+        repo.delete(item["id"], None)
+
+
+def test_database_refusal_becomes_a_domain_error(repo):
+    # Bypasses validation on purpose: the database's own constraint must still hold.
+    with pytest.raises(ConstraintViolation, match="items_quantity_range"):
+        repo.create(
+            {"name": "x", "description": "", "price": None, "quantity": -5, "attributes": {}}
+        )
+
+
+def test_list_walks_every_match_once_in_order(repo):
+    prices = [5, None, 1, 5, 3, None, 2, 5]
+    for n, price in enumerate(prices):
+        new(repo, name=f"item {n}", price=price)
+    seen, after = [], None
+    while True:
+        page = repo.list(ListQuery(limit=3, sort="price", descending=True, after=after))
+        seen.extend((row["price"], row["id"]) for row in page.items)
+        if page.next_key is None:
+            break
+        after = page.next_key
+    expected = sorted(
+        ((p, i + 1) for i, p in enumerate(prices)),
+        key=lambda t: (-1 if t[0] is None else t[0], t[1]),
+        reverse=True,
+    )
+    assert seen == expected
+
+
+def test_list_filters(repo):
+    new(repo, name="Red 50% off", price=10)
+    new(repo, name="red_apple", price=20)
+    new(repo, name="green", price=30)
+    new(repo, name="REDDISH", price=None)
+    names = lambda query: [r["name"] for r in repo.list(query).items]  # noqa: E731
+    assert names(ListQuery(q="red")) == ["Red 50% off", "red_apple", "REDDISH"]
+    assert names(ListQuery(q="50%")) == ["Red 50% off"]
+    assert names(ListQuery(q="d_a")) == ["red_apple"]  # _ is literal, not "any character"
+    assert names(ListQuery(min_price=Decimal(15), max_price=Decimal(30))) == ["red_apple", "green"]

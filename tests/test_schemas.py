@@ -1,0 +1,104 @@
+"""Request-body validation: every bad field reported, strict types, defaults."""
+
+import pytest
+
+from itemsapi.exceptions import ValidationFailed
+from itemsapi.schemas import validate_patch, validate_write
+
+
+def errors_of(validate, data) -> dict:
+    with pytest.raises(ValidationFailed) as excinfo:
+        validate(data)
+    return {e.field: e.message for e in excinfo.value.errors}
+
+
+def test_write_fills_defaults_for_omitted_optional_fields():
+    assert validate_write({"name": "x"}) == {
+        "name": "x",
+        "description": "",
+        "price": None,
+        "quantity": 0,
+        "attributes": {},
+    }
+
+
+def test_every_bad_field_is_listed_not_only_the_first():
+    errors = errors_of(
+        validate_write,
+        {"name": " ", "description": 3, "price": -1, "quantity": True, "attributes": []},
+    )
+    assert set(errors) == {"name", "description", "price", "quantity", "attributes"}
+    assert errors["name"] == "must not be blank"
+    assert errors["quantity"] == "must be an integer"
+    assert errors["attributes"] == "must be a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "", "String should have at least 1 character"),
+        ("name", "x" * 201, "String should have at most 200 characters"),
+        ("name", "a\x00b", "must not contain NUL characters"),
+        ("description", "d" * 2001, "String should have at most 2000 characters"),
+        ("description", "\x00", "must not contain NUL characters"),
+        ("price", 1.001, "must have at most 2 decimal places"),
+        ("price", 100000000, "Input should be less than or equal to 99999999.99"),
+        ("price", "1.50", "must be a number"),
+        ("price", True, "must be a number"),
+        ("quantity", -1, "Input should be greater than or equal to 0"),
+        ("quantity", 2147483648, "Input should be less than or equal to 2147483647"),
+        ("quantity", 1.0, "must be an integer"),
+        ("quantity", "1", "must be an integer"),
+    ],
+)
+def test_field_rules(field, value, message):
+    assert errors_of(validate_write, {"name": "ok", field: value}) == {field: message}
+
+
+def test_boundaries_are_accepted():
+    item = validate_write(
+        {"name": "x" * 200, "description": "d" * 2000, "price": 99999999.99, "quantity": 2**31 - 1}
+    )
+    assert item["price"] == 99999999.99
+    assert validate_write({"name": "x", "price": 0})["price"] == 0
+
+
+def test_read_only_and_unknown_fields_are_rejected_by_name():
+    errors = errors_of(
+        validate_write,
+        {"name": "x", "id": 1, "version": 2, "created_at": "", "updated_at": "", "colour": 1},
+    )
+    assert errors == {
+        "id": "is read-only",
+        "version": "is read-only",
+        "created_at": "is read-only",
+        "updated_at": "is read-only",
+        "colour": "is not a field of an item",
+    }
+
+
+def test_name_is_required_and_body_must_be_an_object():
+    assert errors_of(validate_write, {}) == {"name": "is required"}
+    assert errors_of(validate_write, [1, 2]) == {None: "the body must be a JSON object"}
+
+
+def test_nul_anywhere_inside_attributes_is_found():
+    errors = errors_of(validate_write, {"name": "x", "attributes": {"a": [{"b": "\x00"}]}})
+    assert errors == {"attributes.a[0].b": "must not contain NUL characters"}
+    errors = errors_of(validate_write, {"name": "x", "attributes": {"k\x00": 1}})
+    assert errors == {"attributes": "keys must not contain NUL characters"}
+
+
+def test_patch_keeps_only_the_fields_sent():
+    assert validate_patch({}) == {}
+    assert validate_patch({"quantity": 3}) == {"quantity": 3}
+    assert validate_patch({"price": None}) == {"price": None}
+
+
+def test_patch_attributes_may_carry_nulls_to_remove_keys():
+    assert validate_patch({"attributes": {"gone": None}}) == {"attributes": {"gone": None}}
+
+
+@pytest.mark.parametrize("field", ["name", "description", "quantity", "attributes"])
+def test_patch_null_is_refused_except_for_price(field):
+    assert errors_of(validate_patch, {field: None}) == {field: "must not be null"}
