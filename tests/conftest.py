@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from itemsapi import db, embedded
-from itemsapi.app import create_app
+from itemsapi.app import close_app, create_app
 
 POSTGRES_IMAGE = "postgres:18"
 
@@ -68,7 +68,7 @@ def app(clean_db: str) -> Iterator[Flask]:
     app = create_app({"database_url": clean_db, "pool_min_size": 1, "pool_max_size": 4})
     app.config["TESTING"] = True
     yield app
-    db.close_app(app)
+    close_app(app)
 
 
 @pytest.fixture

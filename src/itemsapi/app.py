@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import db, errors, middleware
+from itemsapi import db, errors, metrics, middleware
 from itemsapi import logging as json_logging
 from itemsapi.api import items, probes
+from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
 from itemsapi.health import DatabaseCheck
 from itemsapi.responses import OrjsonProvider
@@ -36,8 +37,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions[probes.CHECK_KEY] = DatabaseCheck(
         app.extensions[db.REPOSITORY_KEY], settings.ready_timeout
     )
+    metrics.init_app(app, app.extensions[db.POOL_KEY])
     errors.init_app(app)
     middleware.init_app(app)
     app.register_blueprint(items.bp)
     app.register_blueprint(probes.bp)
+    app.register_blueprint(metrics_api.bp)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Stop what create_app started: the pool-metrics sampler, the database check, the pool."""
+    stop = app.extensions.pop("itemsapi.metrics_stop", None)
+    if stop is not None:
+        stop.set()
+    check = app.extensions.pop(probes.CHECK_KEY, None)
+    if check is not None:
+        check.close()
+    db.close_app(app)

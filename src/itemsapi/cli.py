@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
@@ -57,13 +61,19 @@ def serve(
     host: str | None, port: int | None, workers: int | None, blocking_threads: int | None
 ) -> None:
     """Serve the API with Granian (embedded PostgreSQL when DATABASE_URL is unset)."""
-    from granian import Granian
-    from granian.constants import Interfaces
-
     settings = _settings(host=host, port=port, workers=workers, blocking_threads=blocking_threads)
     json_logging.configure(settings.log_level)
     # Workers are forked from this process and read DATABASE_URL in the app factory.
-    os.environ["DATABASE_URL"] = _database_url(settings)
+    os.environ["DATABASE_URL"] = database_url = _database_url(settings)
+    _check_connection_budget(settings, database_url)
+    with _metrics_folder():
+        _granian(settings)
+
+
+def _granian(settings: Settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
     Granian(
         APP_FACTORY,
         factory=True,
@@ -77,8 +87,58 @@ def serve(
         backpressure=settings.blocking_threads,
         log_dictconfig=json_logging.dict_config(settings.log_level),
         log_access=False,  # the app writes its own JSON access line per request
-        workers_kill_timeout=30,
+        workers_kill_timeout=settings.shutdown_timeout,
     ).serve()
+
+
+@contextmanager
+def _metrics_folder() -> Iterator[None]:
+    """Give the workers one folder for their metric samples (prometheus-client multiprocess
+    mode): PROMETHEUS_MULTIPROC_DIR if set, emptied of an earlier run's files, else a temporary
+    one removed at exit."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="itemsapi-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _check_connection_budget(settings: Settings, database_url: str) -> None:
+    """Warn when the workers' pools could open more connections than the server allows."""
+    import psycopg
+
+    budget = settings.workers * settings.pool_max_size
+    try:
+        with psycopg.connect(database_url, connect_timeout=3, autocommit=True) as conn:
+            allowed = conn.execute(
+                "SELECT current_setting('max_connections')::int"
+                " - current_setting('superuser_reserved_connections')::int"
+            ).fetchone()[0]
+    except psycopg.Error as exc:
+        log.warning(
+            "database not reachable at start; serving anyway, /ready reports when it is",
+            extra={"error": str(exc).strip()},
+        )
+        return
+    extra = {
+        "workers": settings.workers,
+        "pool_max_size": settings.pool_max_size,
+        "connections_needed": budget,
+        "connections_allowed": allowed,
+    }
+    if budget > allowed:
+        log.warning("workers x pool max size exceeds the server's max_connections", extra=extra)
+    else:
+        log.info("connection budget fits the server", extra=extra)
 
 
 @main.command("init-db")

@@ -43,6 +43,8 @@ class Settings:
     port: int = 8000
     workers: int = 1
     blocking_threads: int = 8
+    # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
+    shutdown_timeout: int = 10
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +70,8 @@ class Settings:
             problems.append("ITEMSAPI_PORT must be between 1 and 65535")
         if self.workers < 1:
             problems.append("ITEMSAPI_WORKERS must be >= 1")
+        if self.shutdown_timeout < 1:
+            problems.append("ITEMSAPI_SHUTDOWN_TIMEOUT must be >= 1")
         if self.blocking_threads < 1:
             problems.append("ITEMSAPI_BLOCKING_THREADS must be >= 1")
         if self.database_url is not None and not self.database_url.startswith(
@@ -122,6 +126,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "port": int,
     "workers": int,
     "blocking_threads": int,
+    "shutdown_timeout": int,
 }
 _KIND = {int: "integer", float: "number", str: "string", Path: "path", _log_level: "log level"}
 

@@ -7,10 +7,10 @@ explicitly without waiting for the database, and closed at exit.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import select
 from importlib import resources
+from multiprocessing.util import Finalize
 from pathlib import Path
 
 import orjson
@@ -25,8 +25,16 @@ from itemsapi.repository import ItemRepository
 
 log = logging.getLogger(__name__)
 
+# psycopg_pool retries a failed connection with a doubling delay for reconnect_timeout
+# (default 5 minutes), and while a retry is pending it opens no other connection: after a long
+# outage a worker could wait a minute after the database is back. With a short timeout the pool
+# retries once (about 1 s later) and then gives the slot up, and the next request that needs a
+# connection makes a fresh attempt at once: recovery follows demand, within about a second.
+RECONNECT_TIMEOUT = 0.1
+
 POOL_KEY = "itemsapi.pool"
 REPOSITORY_KEY = "itemsapi.repository"
+CLOSER_KEY = "itemsapi.pool_closer"
 
 
 def connection_options(settings: Settings) -> dict[str, object]:
@@ -47,9 +55,13 @@ def _configure(conn: psycopg.Connection) -> None:
 def _discard_if_closed_by_server(conn: psycopg.Connection) -> None:
     """Pool check on checkout, with no round trip: an idle connection has nothing to read
     unless the server has hung up on it (a restart sends a FATAL message, then EOF).
-    Raising makes the pool drop this connection and hand out another."""
+
+    The pool takes back a connection whose check raised and keeps it unless it is closed, so
+    close it first: then the pool discards it, opens a replacement, and tries another."""
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
     if readable:
+        log.warning("discarding a pooled connection the server has closed")
+        conn.close()
         raise psycopg.OperationalError("the server closed this idle connection")
 
 
@@ -66,6 +78,7 @@ def create_pool(settings: Settings) -> ConnectionPool:
         kwargs=connection_options(settings),
         configure=_configure,
         check=_discard_if_closed_by_server,
+        reconnect_timeout=RECONNECT_TIMEOUT,
         name="itemsapi",
         open=False,
     )
@@ -78,14 +91,16 @@ def init_app(app: Flask) -> None:
     pool.open(wait=False)
     app.extensions[POOL_KEY] = pool
     app.extensions[REPOSITORY_KEY] = ItemRepository(pool)
-    atexit.register(pool.close)
+    # Close the pool at exit. A Granian worker is a multiprocessing child, which skips atexit
+    # handlers but runs multiprocessing finalizers; a plain process runs those at exit too.
+    app.extensions[CLOSER_KEY] = Finalize(pool, pool.close, exitpriority=10)
 
 
 def close_app(app: Flask) -> None:
-    pool: ConnectionPool | None = app.extensions.pop(POOL_KEY, None)
-    if pool is not None:
-        pool.close()
-        atexit.unregister(pool.close)
+    closer = app.extensions.pop(CLOSER_KEY, None)
+    if closer is not None:
+        closer()  # runs pool.close once and unregisters it
+    app.extensions.pop(POOL_KEY, None)
 
 
 def schema_path() -> Path:

@@ -17,6 +17,7 @@ from itemsapi.exceptions import (
     QueryTimeout,
     ValidationFailed,
 )
+from itemsapi.metrics import count_database_error
 from itemsapi.responses import problem
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,12 @@ def _precondition_failed(exc: PreconditionFailed) -> Response:
 
 
 def _conflict(exc: Conflict) -> Response:
+    count_database_error("conflict")
     return problem(409, "the change conflicts with existing data", kind="conflict")
 
 
 def _constraint_violation(exc: ConstraintViolation) -> Response:
+    count_database_error("constraint")
     return problem(
         422,
         f"the database refused the item: {exc}",
@@ -91,7 +94,8 @@ def _constraint_violation(exc: ConstraintViolation) -> Response:
 
 
 def _unavailable(exc: DatabaseUnavailable) -> Response:
-    log.warning("database unavailable: %s", exc)
+    log.warning("database unavailable: %s", exc, extra={"kind": exc.kind})
+    count_database_error(exc.kind)
     return problem(
         503,
         "the database is not available right now; try again shortly",
@@ -103,6 +107,7 @@ def _unavailable(exc: DatabaseUnavailable) -> Response:
 
 def _query_timeout(exc: QueryTimeout) -> Response:
     log.warning("statement timed out")
+    count_database_error("statement_timeout")
     return problem(
         503,
         "the database took too long to answer; try again shortly",

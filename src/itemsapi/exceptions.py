@@ -31,7 +31,14 @@ class Conflict(ItemsError):
 
 
 class DatabaseUnavailable(ItemsError):
-    """No usable connection could be had in time: the pool is exhausted or the server is down."""
+    """No usable connection could be had in time: the pool is exhausted or the server is down.
+
+    `kind` says which: "pool_timeout" (no connection within the pool timeout) or "connection"
+    (the server refused or dropped the connection)."""
+
+    def __init__(self, message: str, kind: str = "connection") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class QueryTimeout(ItemsError):

@@ -7,6 +7,7 @@ check is stuck, later probes wait on that same check instead of piling up more.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 from itemsapi.exceptions import ItemsError
 from itemsapi.repository import ItemRepository
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class DatabaseCheck:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-check")
         self._lock = threading.Lock()
         self._inflight: Future[CheckResult] | None = None
+        self._last_ok: bool | None = None
 
     def run(self) -> CheckResult:
         with self._lock:
@@ -38,9 +42,20 @@ class DatabaseCheck:
                 self._inflight = self._executor.submit(self._ping)
             future = self._inflight
         try:
-            return future.result(timeout=self._timeout)
+            result = future.result(timeout=self._timeout)
         except FutureTimeout:
-            return CheckResult(False, None, f"no answer within {self._timeout:g}s")
+            result = CheckResult(False, None, f"no answer within {self._timeout:g}s")
+        self._note(result)
+        return result
+
+    def _note(self, result: CheckResult) -> None:
+        if result.ok == self._last_ok:
+            return
+        if result.ok:
+            log.info("database available", extra={"latency_ms": result.latency_ms})
+        else:
+            log.warning("database unavailable", extra={"reason": result.error})
+        self._last_ok = result.ok
 
     def _ping(self) -> CheckResult:
         started = time.perf_counter()

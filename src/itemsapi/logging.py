@@ -8,8 +8,8 @@ import sys
 from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
 
-FORMAT = "%(levelname)s %(name)s %(message)s"
-RENAMED = {"levelname": "level", "name": "logger"}
+FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
+RENAMED = {"levelname": "level", "name": "logger", "process": "pid"}
 
 
 class RequestIdFilter(logging.Filter):

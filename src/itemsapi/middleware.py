@@ -1,4 +1,4 @@
-"""Per-request plumbing: the X-Request-ID header and one access-log line per request."""
+"""Per-request plumbing: the X-Request-ID header, request metrics, and one access-log line."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+
+from itemsapi import metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -30,7 +32,9 @@ def _finish(response: Response) -> Response:
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("started")
-    duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+    seconds = time.perf_counter() - started if started else 0.0
+    rule = request.url_rule.rule if request.url_rule else None
+    metrics.observe_request(request.method, rule, response.status_code, seconds)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             "request",
@@ -38,7 +42,7 @@ def _finish(response: Response) -> Response:
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
-                "duration_ms": round(duration_ms, 3),
+                "duration_ms": round(seconds * 1000, 3),
                 "request_id": request_id,
                 "remote_addr": request.remote_addr,
                 "response_size": response.calculate_content_length(),

@@ -275,7 +275,7 @@ class ItemRepository:
             with self._pool.connection(timeout=timeout) as conn:
                 yield conn
         except PoolTimeout as exc:
-            raise DatabaseUnavailable("no database connection available") from exc
+            raise DatabaseUnavailable("no database connection available", "pool_timeout") from exc
         except errors.QueryCanceled as exc:
             raise QueryTimeout("statement timed out") from exc
         except errors.UniqueViolation as exc:

@@ -56,8 +56,7 @@ def test_body_over_the_limit_is_413_and_stores_nothing(app, sql):
 
 
 def test_body_limit_is_configurable(clean_db):
-    from itemsapi.app import create_app
-    from itemsapi.db import close_app
+    from itemsapi.app import close_app, create_app
 
     small = create_app({"database_url": clean_db, "max_body_bytes": 2048})
     try:

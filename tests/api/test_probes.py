@@ -28,8 +28,7 @@ def test_health_reports_database_and_pool(client):
 
 
 def test_probes_report_unavailable_when_the_database_cannot_be_reached(clean_db):
-    from itemsapi.app import create_app
-    from itemsapi.db import close_app
+    from itemsapi.app import close_app, create_app
 
     # A server that is not there: nothing listens on this socket directory.
     app = create_app(

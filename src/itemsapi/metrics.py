@@ -1,0 +1,124 @@
+"""Prometheus metrics (prometheus-client), summed over every Granian worker.
+
+With several worker processes each one writes its samples to files in PROMETHEUS_MULTIPROC_DIR
+and a scrape, whichever worker serves it, reads them all (prometheus-client's multiprocess
+mode). `itemsapi serve` sets that folder up before the workers start; prometheus-client decides
+the mode when it is first imported, so nothing may import this module before then. Without the
+variable (tests, a single process) the default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from multiprocessing.util import Finalize
+
+from flask import Flask
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from psycopg_pool import ConnectionPool
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+POOL_SAMPLE_SECONDS = 1.0
+
+REQUESTS = Counter(
+    "itemsapi_http_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "itemsapi_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template and method.",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+POOL_SIZE = Gauge(
+    "itemsapi_db_pool_connections",
+    "Connections the pools hold, busy or idle.",
+    multiprocess_mode="livesum",
+)
+POOL_AVAILABLE = Gauge(
+    "itemsapi_db_pool_available",
+    "Idle connections ready in the pools.",
+    multiprocess_mode="livesum",
+)
+POOL_WAITING = Gauge(
+    "itemsapi_db_pool_waiting",
+    "Requests waiting for a connection.",
+    multiprocess_mode="livesum",
+)
+POOL_TIMEOUTS = Counter(
+    "itemsapi_db_pool_timeouts_total",
+    "Requests that found no connection within the pool timeout (answered 503).",
+)
+DB_ERRORS = Counter(
+    "itemsapi_db_errors_total",
+    "Database errors met while answering requests, by kind.",
+    ["kind"],
+)
+
+_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_route_names: dict[str, str] = {}
+
+
+def route_template(rule: str | None) -> str:
+    """'/items/<item_id:item_id>' -> '/items/{item_id}'; None (no route matched) -> 'unmatched'."""
+    if rule is None:
+        return "unmatched"
+    name = _route_names.get(rule)
+    if name is None:
+        name = _route_names[rule] = _PLACEHOLDER.sub(r"{\1}", rule)
+    return name
+
+
+def observe_request(method: str, rule: str | None, status: int, seconds: float) -> None:
+    route = route_template(rule)
+    REQUESTS.labels(method, route, str(status)).inc()
+    LATENCY.labels(method, route).observe(seconds)
+
+
+def count_database_error(kind: str) -> None:
+    DB_ERRORS.labels(kind).inc()
+    if kind == "pool_timeout":
+        POOL_TIMEOUTS.inc()
+
+
+def sample_pool(pool: ConnectionPool) -> None:
+    stats = pool.get_stats()
+    POOL_SIZE.set(stats.get("pool_size", 0))
+    POOL_AVAILABLE.set(stats.get("pool_available", 0))
+    POOL_WAITING.set(stats.get("requests_waiting", 0))
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def init_app(app: Flask, pool: ConnectionPool) -> None:
+    """Keep this process's pool gauges fresh, and retire them when the process exits."""
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.wait(POOL_SAMPLE_SECONDS):
+            sample_pool(pool)
+
+    sample_pool(pool)
+    threading.Thread(target=sampler, name="pool-metrics", daemon=True).start()
+    app.extensions["itemsapi.metrics_stop"] = stop
+    if os.environ.get(MULTIPROC_ENV):
+        # Runs at interpreter exit and at a Granian worker's exit (a multiprocessing child,
+        # which skips atexit): drop this process's live gauges from the sums.
+        Finalize(None, multiprocess.mark_process_dead, args=(os.getpid(),), exitpriority=5)

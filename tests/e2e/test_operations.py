@@ -1,0 +1,290 @@
+"""How the running service behaves when its database is down, restarting, slow or hung, under
+load and at shutdown. Real Granian processes against a PostgreSQL these tests control."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import free_port, wait_until
+from tests.helpers import http, item_payload
+from tests.pgcluster import Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path / "pg", free_port()).init()
+    cluster.start()
+    cluster.prepare_items()
+    yield cluster
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        cluster.thaw()
+    if cluster.running():
+        cluster.stop()
+
+
+def assert_unavailable(response) -> None:
+    """503 + Retry-After: a problem for API requests, a status document for probes."""
+    assert response.status == 503, response.body
+    assert int(response.headers["retry-after"]) >= 1
+    body = response.json()
+    if response.headers["content-type"] == "application/problem+json":
+        assert body["status"] == 503
+    else:
+        assert response.headers["content-type"] == "application/json"
+        assert body["status"] == "unavailable"
+
+
+def assert_problem_unavailable(response) -> None:
+    assert_unavailable(response)
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def json_lines(server) -> list[dict]:
+    return [json.loads(line) for line in server.log_lines()]  # any non-JSON line fails here
+
+
+class TableLock:
+    """While held, a transaction has ACCESS EXCLUSIVE on items: every statement on it waits."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url)
+
+    def hold(self) -> None:
+        self.conn.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        self.conn.rollback()
+
+
+@pytest.fixture
+def table_lock(cluster) -> Iterator[TableLock]:
+    lock = TableLock(cluster.url)
+    yield lock
+    lock.conn.close()
+
+
+def api_backends_waiting_on_lock(cluster) -> int:
+    with psycopg.connect(cluster.url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'itemsapi' AND wait_event_type = 'Lock'"
+        ).fetchone()[0]
+
+
+def test_starts_with_the_database_down_and_becomes_ready_by_itself(cluster, start_server):
+    cluster.stop()
+    server = start_server(cluster.url, wait="live", ITEMSAPI_POOL_TIMEOUT="0.5")
+
+    assert http("GET", f"{server.url}/live").status == 200
+    assert_unavailable(http("GET", f"{server.url}/ready"))
+    health = http("GET", f"{server.url}/health")
+    assert health.status == 503
+    assert health.json()["checks"]["database"]["status"] == "unavailable"
+    assert_problem_unavailable(http("GET", f"{server.url}/items/1"))
+    assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
+
+    cluster.start()
+    wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 30, "ready")
+    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert cluster.item_ids() == {1}
+
+
+def test_a_database_restart_causes_503s_while_down_and_no_errors_after(cluster, start_server):
+    server = start_server(cluster.url, "--workers", "2")  # default pool timeout: 2 s
+    for _ in range(5):
+        assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    for _ in range(20):  # warm both workers' pools
+        assert http("GET", f"{server.url}/items/1").status == 200
+
+    cluster.stop()
+    assert http("GET", f"{server.url}/live").status == 200
+    assert_unavailable(http("GET", f"{server.url}/ready"))
+    time.sleep(3)  # long enough for the pools' reconnection attempts to back off
+    for _ in range(3):
+        assert_problem_unavailable(http("GET", f"{server.url}/items/1"))
+        assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
+
+    cluster.start()
+    wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 30, "ready again")
+    statuses = []
+    for n in range(30):  # reads and writes alike, across both workers, all succeed
+        statuses.append(http("GET", f"{server.url}/items/{n % 5 + 1}").status)
+        statuses.append(http("POST", f"{server.url}/items", item_payload()).status)
+        statuses.append(http("PATCH", f"{server.url}/items/1", {"quantity": n}).status)
+    assert set(statuses) == {200, 201}, statuses
+
+    server.stop()
+    records = json_lines(server)
+    assert not [r for r in records if r.get("status") == 500]
+    warnings = {r["logger"] for r in records if r["level"] == "WARNING"}
+    assert "psycopg.pool" in warnings or "itemsapi.db" in warnings  # pool events are logged
+
+
+def test_statement_timeout_is_a_503_and_the_connection_stays_usable(
+    cluster, start_server, table_lock
+):
+    server = start_server(
+        cluster.url,
+        ITEMSAPI_STATEMENT_TIMEOUT_MS="300",
+        ITEMSAPI_POOL_MIN_SIZE="1",
+        ITEMSAPI_POOL_MAX_SIZE="1",
+    )
+    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+
+    def backend_pids() -> set[int]:
+        with psycopg.connect(cluster.url) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'itemsapi'"
+            )
+            return {row[0] for row in rows}
+
+    before = backend_pids()
+    table_lock.hold()
+    slow = http("GET", f"{server.url}/items/1")
+    assert_problem_unavailable(slow)
+    assert slow.json()["type"].endswith("database-timeout")
+    table_lock.release()
+
+    assert http("GET", f"{server.url}/items/1").status == 200
+    assert backend_pids() == before  # the same connection, back in the pool and healthy
+
+
+def test_an_exhausted_pool_answers_503_fast_instead_of_hanging(cluster, start_server, table_lock):
+    server = start_server(
+        cluster.url,
+        ITEMSAPI_POOL_MIN_SIZE="2",
+        ITEMSAPI_POOL_MAX_SIZE="2",
+        ITEMSAPI_POOL_TIMEOUT="0.5",
+        ITEMSAPI_STATEMENT_TIMEOUT_MS="60000",
+    )
+    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    table_lock.hold()
+
+    held: list[int] = []
+    holders = [
+        threading.Thread(target=lambda: held.append(http("GET", f"{server.url}/items/1",
+                                                         timeout=90).status))
+        for _ in range(2)
+    ]  # fmt: skip
+    for t in holders:
+        t.start()
+    wait_until(lambda: api_backends_waiting_on_lock(cluster) == 2, 10, "both connections busy")
+
+    # Both connections are stuck behind the lock for up to a minute; these must not wait.
+    for _ in range(4):
+        assert_problem_unavailable(http("GET", f"{server.url}/items/1", timeout=10))
+    assert api_backends_waiting_on_lock(cluster) == 2  # answered while the pool was still full
+    metrics = http("GET", f"{server.url}/metrics").body.decode()
+    assert "itemsapi_db_pool_timeouts_total 4.0" in metrics
+
+    table_lock.release()
+    for t in holders:
+        t.join()
+    assert held == [200, 200]
+
+
+def test_ready_answers_within_its_bound_when_the_database_hangs(cluster, start_server):
+    server = start_server(cluster.url, ITEMSAPI_READY_TIMEOUT="1", ITEMSAPI_POOL_TIMEOUT="1")
+    assert http("GET", f"{server.url}/ready").status == 200
+
+    cluster.freeze()
+    try:
+        assert http("GET", f"{server.url}/live", timeout=5).status == 200
+        for _ in range(3):  # a client timeout of 5 s: the probe must answer well before
+            assert_unavailable(http("GET", f"{server.url}/ready", timeout=5))
+        assert http("GET", f"{server.url}/health", timeout=5).status == 503
+    finally:
+        cluster.thaw()
+    wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 15, "ready after thaw")
+
+
+def test_sigterm_lets_an_in_flight_request_finish(cluster, start_server, table_lock):
+    server = start_server(cluster.url)
+    table_lock.hold()
+    result: list = []
+    request = threading.Thread(
+        target=lambda: result.append(http("POST", f"{server.url}/items", item_payload(),
+                                          timeout=30))
+    )  # fmt: skip
+    request.start()
+    wait_until(lambda: api_backends_waiting_on_lock(cluster) == 1, 10, "the POST in flight")
+
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    time.sleep(1)  # the server has been told to stop; the POST is still waiting on the lock
+    assert server.process.poll() is None
+    table_lock.release()
+
+    request.join()
+    stopper.join()
+    assert result[0].status == 201
+    assert cluster.item_ids() == {result[0].json()["id"]}
+    assert server.process.returncode == 0
+
+
+def test_sigterm_under_load_loses_no_acknowledged_write(cluster, start_server):
+    server = start_server(cluster.url, "--workers", "2")
+    acknowledged: list[int] = []
+    failures: list[str] = []
+    stop_clients = threading.Event()
+
+    def client() -> None:
+        while not stop_clients.is_set():
+            try:
+                response = http("POST", f"{server.url}/items", item_payload(), timeout=10)
+            except OSError as exc:  # refused or reset once the server has gone
+                failures.append(type(exc).__name__)
+                return
+            if response.status == 201:
+                acknowledged.append(response.json()["id"])
+            else:
+                failures.append(str(response.status))
+
+    clients = [threading.Thread(target=client) for _ in range(6)]
+    for t in clients:
+        t.start()
+    wait_until(lambda: len(acknowledged) >= 100, 30, "100 acknowledged writes")
+    assert server.stop(timeout=20) == 0
+    stop_clients.set()
+    for t in clients:
+        t.join()
+
+    assert len(acknowledged) == len(set(acknowledged))
+    assert set(acknowledged) <= cluster.item_ids()  # every 201 the clients saw is a row
+    assert all(f in ("ConnectionRefusedError", "ConnectionResetError", "RemoteDisconnected",
+                     "BrokenPipeError") for f in failures), failures  # fmt: skip
+    json_lines(server)
+
+
+def test_metrics_are_summed_over_two_workers(cluster, start_server):
+    server = start_server(cluster.url, "--workers", "2")
+    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    sent = 0
+    while sent < 400:  # until both workers have answered some of them
+        assert http("GET", f"{server.url}/items/1").status == 200
+        sent += 1
+        if sent % 20 == 0:
+            pids = {r["pid"] for r in json_lines(server) if r.get("path") == "/items/1"}
+            if len(pids) == 2:
+                break
+    assert len(pids) == 2, "Granian spread no requests to the second worker"
+
+    sample = 'itemsapi_http_requests_total{method="GET",route="/items/{item_id}",status="200"}'
+    for _ in range(6):  # whichever worker answers the scrape, it reports the sum
+        scrape = http("GET", f"{server.url}/metrics")
+        assert scrape.status == 200
+        assert scrape.headers["content-type"].startswith("text/plain")
+        lines = scrape.body.decode().splitlines()
+        assert f"{sample} {float(sent)}" in lines
+        assert any(line.startswith("itemsapi_db_pool_connections ") for line in lines)
+        assert any(line.startswith("itemsapi_http_request_duration_seconds_bucket") for line in
+                   lines)  # fmt: skip
