@@ -1,16 +1,21 @@
 # The quick start: `make run` serves the API on the embedded PostgreSQL; `make test` runs the
-# checks and the whole test suite. Each sets up .venv from the hashed locks first (and again
-# only when a lock or pyproject.toml changes).
+# checks and the whole test suite. Each sets up what it needs first, from the hashed locks
+# (again only when a lock changes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# pip-compile against PyPI only, whatever this machine's pip.conf adds.
+COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --strip-extras \
+	--allow-unsafe --no-emit-index-url --no-emit-find-links
+LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
+	tools/requirements-pgadmin.txt
 
-.PHONY: run test lint format lock clean
+.PHONY: run test lint format lock tools clean
 
-run: $(VENV)/.runtime
+run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev tools
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/python -m pytest
@@ -22,27 +27,31 @@ format: $(VENV)/.dev
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# Recompile the locks after editing requirements*.in (PyPI only, whatever pip.conf says).
+# Recompile every lock after editing a requirements*.in file.
 lock: $(VENV)/.dev
-	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --strip-extras \
-		--allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
-	PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --strip-extras \
-		--allow-unsafe --no-emit-index-url --no-emit-find-links -o requirements-dev.txt \
-		requirements-dev.in
+	$(foreach lock,$(LOCKS),$(COMPILE) -o $(lock) $(lock:.txt=.in) &&) true
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.runtime: requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --require-hashes -r requirements.txt
-	$(BIN)/pip install -q --no-deps -e .
-	touch $@
-
 $(VENV)/.dev: requirements-dev.txt requirements.txt pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --require-hashes -r requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
-	touch $@ $(VENV)/.runtime
+	touch $@
+
+# Tools the deployment checks run: dclint (npm) and pgAdmin's own loader (its own venv, as its
+# pins differ from ours).
+tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed
+
+tools/node_modules/.bin/dclint: tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $@
+
+.venv-pgadmin/.installed: tools/requirements-pgadmin.txt
+	$(PYTHON) -m venv .venv-pgadmin
+	.venv-pgadmin/bin/pip install -q --require-hashes -r tools/requirements-pgadmin.txt
+	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-pgadmin tools/node_modules .pytest_cache .ruff_cache

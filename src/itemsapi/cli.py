@@ -37,7 +37,10 @@ def _database_url(settings: Settings) -> str:
         "DATABASE_URL is not set: using the embedded PostgreSQL",
         extra={"data_dir": str(settings.data_dir.resolve())},
     )
-    url = embedded.start(settings.data_dir)
+    try:
+        url = embedded.start(settings.data_dir)
+    except embedded.EmbeddedUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     db.apply_schema(url)
     return url
 

@@ -15,16 +15,26 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "itemsapi"
 
 
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded database was needed but pgserver is not installed."""
+
+
 def start(data_dir: Path, *, database: str = DATABASE_NAME, cleanup: str | None = "stop") -> str:
     """Start (or reuse) the embedded server and return a URL for `database`, creating it.
 
     cleanup="stop" stops the server when this process exits; "delete" also removes the data.
     """
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back to
-        # /tmp, which is what we want anyway.
-        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-        import pgserver  # imported here: only the embedded path needs it
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back
+            # to /tmp, which is what we want anyway.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import pgserver  # imported here: only the embedded path needs it
+    except ImportError:
+        raise EmbeddedUnavailable(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+            "set DATABASE_URL, or install it with `pip install 'itemsapi[embedded]'`"
+        ) from None
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -57,14 +57,25 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """start_server(database_url, *args, wait="ready"|"live", **env) -> Server."""
+    """start_server(database_url, *args, wait="ready"|"live", command=None, base_env=None,
+    **env) -> Server. By default runs `itemsapi serve --port <free port> *args` with this
+    process's environment; `command` and `base_env` replace those (ITEMSAPI_PORT is then set)."""
     servers: list[Server] = []
 
-    def start(database_url: str, *args: str, wait: str = "ready", **env: str) -> Server:
+    def start(
+        database_url: str,
+        *args: str,
+        wait: str = "ready",
+        command: list[str] | None = None,
+        base_env: dict[str, str] | None = None,
+        **env: str,
+    ) -> Server:
         port = free_port()
         log_path = tmp_path / f"server-{port}.log"
-        environment = {**os.environ, "DATABASE_URL": database_url, **env}
-        command = [sys.executable, "-m", "itemsapi", "serve", "--port", str(port), *args]
+        environment = {**(os.environ if base_env is None else base_env), **env}
+        environment.update(DATABASE_URL=database_url, ITEMSAPI_PORT=str(port))
+        if command is None:
+            command = [sys.executable, "-m", "itemsapi", "serve", "--port", str(port), *args]
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 command, env=environment, stdout=log, stderr=subprocess.STDOUT
