@@ -10,7 +10,7 @@ COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --s
 LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
 	tools/requirements-pgadmin.txt
 
-.PHONY: run test lint format lock tools clean
+.PHONY: run test lint format lock tools chromium clean
 
 run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
@@ -40,9 +40,17 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt pyproject.toml | $(BIN)/pyth
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# Tools the deployment checks run: dclint (npm) and pgAdmin's own loader (its own venv, as its
-# pins differ from ours).
-tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed
+# Tools the checks run: dclint (npm), pgAdmin's own loader (its own venv, as its pins differ from
+# ours) and Chromium for the /docs page (Debian's package: installed when we may, else named).
+tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium
+
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "The /docs test needs Chromium: install Debian's chromium package." >&2; exit 1; \
+		fi; }
 
 tools/node_modules/.bin/dclint: tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error

@@ -13,7 +13,9 @@ CREATE TABLE IF NOT EXISTS items (
     created_at  timestamptz   NOT NULL DEFAULT now(),
     updated_at  timestamptz   NOT NULL DEFAULT now(),
     CONSTRAINT items_name_length CHECK (char_length(name) BETWEEN 1 AND 200),
-    CONSTRAINT items_name_not_blank CHECK (name ~ '[^[:space:]]'),
+    -- Unicode White_Space spelled out, as the API's pattern does ([:space:] depends on locale).
+    CONSTRAINT items_name_not_blank
+        CHECK (name ~ '[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]'),
     CONSTRAINT items_description_length CHECK (char_length(description) <= 2000),
     CONSTRAINT items_price_range CHECK (price >= 0),
     CONSTRAINT items_quantity_range CHECK (quantity >= 0),

@@ -1,9 +1,11 @@
 """Request-body validation: every bad field reported, strict types, defaults."""
 
+import jsonschema
 import pytest
 
+from itemsapi import openapi
 from itemsapi.exceptions import ValidationFailed
-from itemsapi.schemas import validate_patch, validate_write
+from itemsapi.schemas import ATTRIBUTES_MAX_DEPTH, validate_patch, validate_write
 
 
 def errors_of(validate, data) -> dict:
@@ -47,18 +49,33 @@ def test_every_bad_field_is_listed_not_only_the_first():
         ("price", True, "must be a number"),
         ("quantity", -1, "Input should be greater than or equal to 0"),
         ("quantity", 2147483648, "Input should be less than or equal to 2147483647"),
-        ("quantity", 1.0, "must be an integer"),
+        ("quantity", 1.5, "must be an integer"),
         ("quantity", "1", "must be an integer"),
     ],
 )
 def test_field_rules(field, value, message):
     assert errors_of(validate_write, {"name": "ok", field: value}) == {field: message}
+    # ...and the schema the OpenAPI document publishes refuses the same value.
+    assert not published("ItemWrite").is_valid({"name": "ok", field: value})
+
+
+def published(component: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"#/components/schemas/{component}", **openapi.document()}
+    )
+
+
+def test_an_integral_json_number_is_an_integer():
+    # JSON has one number type and JSON Schema calls 7.0 an integer; it is stored as 7.
+    assert validate_write({"name": "x", "quantity": 7.0})["quantity"] == 7
+    assert type(validate_write({"name": "x", "quantity": 7.0})["quantity"]) is int
 
 
 def test_boundaries_are_accepted():
-    item = validate_write(
-        {"name": "x" * 200, "description": "d" * 2000, "price": 99999999.99, "quantity": 2**31 - 1}
-    )
+    boundary = {"name": "x" * 200, "description": "d" * 2000, "price": 99999999.99,
+                "quantity": 2**31 - 1}  # fmt: skip
+    assert published("ItemWrite").is_valid(boundary)
+    item = validate_write(boundary)
     assert item["price"] == 99999999.99
     assert validate_write({"name": "x", "price": 0})["price"] == 0
 
@@ -102,3 +119,46 @@ def test_patch_attributes_may_carry_nulls_to_remove_keys():
 @pytest.mark.parametrize("field", ["name", "description", "quantity", "attributes"])
 def test_patch_null_is_refused_except_for_price(field):
     assert errors_of(validate_patch, {field: None}) == {field: "must not be null"}
+    assert not published("ItemPatch").is_valid({field: None})
+    assert published("ItemPatch").is_valid({"price": None})
+
+
+def nested(depth: int) -> dict:
+    """attributes nesting `depth` containers, attributes itself included."""
+    value: object = "leaf"
+    for level in range(depth - 1):
+        value = {"k": value} if level % 2 else [value]
+    return {"a": value}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "accepted"),
+    [
+        (nested(ATTRIBUTES_MAX_DEPTH), True),
+        (nested(ATTRIBUTES_MAX_DEPTH + 1), False),
+        ({"n": 2**53 - 1, "m": -(2**53 - 1), "f": 0.1}, True),
+        ({"n": 2**53}, False),
+        ({"f": -1e300}, False),
+        ({"": {"\u00e4": [None, True, ""]}}, True),
+        ({"s": "a\x00"}, False),
+        ({"k\x00": 1}, False),
+    ],
+)
+def test_attribute_rules_match_the_published_json_schema(attributes, accepted):
+    """The validator and the schema the OpenAPI document publishes agree, case by case."""
+    is_published = published("Attributes").is_valid(attributes)
+    try:
+        validate_write({"name": "x", "attributes": attributes})
+        validated = True
+    except ValidationFailed:
+        validated = False
+    assert (validated, is_published) == (accepted, accepted)
+
+
+def test_depth_error_names_where_it_happened():
+    errors = errors_of(
+        validate_write, {"name": "x", "attributes": nested(ATTRIBUTES_MAX_DEPTH + 1)}
+    )
+    [(path, message)] = errors.items()
+    assert path.startswith("attributes.a")
+    assert message == f"nests deeper than {ATTRIBUTES_MAX_DEPTH} levels"

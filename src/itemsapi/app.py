@@ -8,7 +8,7 @@ from flask import Flask
 
 from itemsapi import db, errors, metrics, middleware
 from itemsapi import logging as json_logging
-from itemsapi.api import items, probes
+from itemsapi.api import docs, items, probes
 from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
 from itemsapi.health import DatabaseCheck
@@ -43,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(items.bp)
     app.register_blueprint(probes.bp)
     app.register_blueprint(metrics_api.bp)
+    app.register_blueprint(docs.bp)
     return app
 
 

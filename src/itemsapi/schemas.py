@@ -1,4 +1,5 @@
-"""The item contract: one pydantic definition validates request bodies and publishes JSON Schema.
+"""The item contract: one pydantic definition validates request bodies and publishes JSON Schema
+(the OpenAPI document's components come from here, see openapi.py).
 
 Bodies are parsed with orjson (strict RFC 8259: no NaN, no Infinity) and then validated in
 strict mode (a boolean is not an integer, a string is not a number). Every bad field is
@@ -7,16 +8,19 @@ reported, not only the first.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
 )
 
 from itemsapi.exceptions import FieldError, ValidationFailed
@@ -24,36 +28,108 @@ from itemsapi.exceptions import FieldError, ValidationFailed
 WRITABLE_FIELDS = ("name", "description", "price", "quantity", "attributes")
 READ_ONLY_FIELDS = ("id", "version", "created_at", "updated_at")
 
-# JSON Schema patterns (also enforced by pydantic): PostgreSQL text cannot hold NUL, and a name
-# needs at least one visible character.
+# Patterns, enforced by pydantic and published as they are: PostgreSQL text cannot hold NUL, and a
+# name needs one character that is not white space. White space is Unicode's White_Space set,
+# spelled out, because \s means slightly different sets in Python, Rust (pydantic), ECMAScript
+# and PostgreSQL; the database's CHECK uses the same class.
+WHITESPACE = r"\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NO_NUL = r"^[^\u0000]*$"
-NOT_BLANK_NO_NUL = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+NOT_BLANK_NO_NUL = rf"^[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*$"
 
 PRICE_MAX = 99999999.99
 QUANTITY_MAX = 2147483647
+# attributes: any JSON object, within limits every JSON tool agrees on. Containers nest at most
+# ATTRIBUTES_MAX_DEPTH deep (attributes itself is the first), and numbers stay within
+# +-(2**53 - 1), the range in which every JSON implementation keeps them exact (I-JSON, RFC 7493).
+ATTRIBUTES_MAX_DEPTH = 8
+JSON_NUMBER_LIMIT = 2**53 - 1
 
 
-def _reject_nul(value: Any, path: str = "attributes") -> Any:
-    """jsonb cannot store NUL in keys or strings; find it anywhere in a nested value."""
+def check_attributes(value: dict[str, Any]) -> dict[str, Any]:
+    _check_json(value, "attributes", 1)
+    return value
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError(f"{path}: must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise ValueError(f"{path}: keys must not contain NUL characters")
-            _reject_nul(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_nul(item, f"{path}[{index}]")
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int | float):
+        if not -JSON_NUMBER_LIMIT <= value <= JSON_NUMBER_LIMIT:
+            raise ValueError(f"{path}: numbers must lie within +-(2**53 - 1)")
+    else:  # dict or list: orjson makes nothing else
+        if depth > ATTRIBUTES_MAX_DEPTH:
+            raise ValueError(f"{path}: nests deeper than {ATTRIBUTES_MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise ValueError(f"{path}: keys must not contain NUL characters")
+                _check_json(item, f"{path}.{key}", depth + 1)
+        else:
+            for index, item in enumerate(value):
+                _check_json(item, f"{path}[{index}]", depth + 1)
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    # JSON has one number type: 7.0 is the integer 7 (as JSON Schema says). Strict mode still
+    # refuses 7.5, "7" and true.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
+
+
+def _component(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def attributes_json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of attributes, as OpenAPI components: the same limits as check_attributes.
+
+    Without recursive references (which many tools cannot generate data for): JsonValue1 is a
+    scalar, JsonValueN a scalar or a container of JsonValue(N-1), so JsonValueN nests N-1
+    containers and attributes, itself one, holds JsonValue(ATTRIBUTES_MAX_DEPTH)."""
+    keys = {"pattern": NO_NUL}
+    scalars: list[dict[str, Any]] = [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number", "minimum": -JSON_NUMBER_LIMIT, "maximum": JSON_NUMBER_LIMIT},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+    schemas: dict[str, dict[str, Any]] = {}
+    for level in range(1, ATTRIBUTES_MAX_DEPTH + 1):
+        options = list(scalars)
+        if level > 1:
+            inner = _component(f"JsonValue{level - 1}")
+            options.append({"type": "array", "items": inner})
+            options.append({"type": "object", "propertyNames": keys, "additionalProperties": inner})
+        schemas[f"JsonValue{level}"] = {"anyOf": options}
+    schemas["Attributes"] = {
+        "type": "object",
+        "description": (
+            "Free-form JSON object. Strings and keys without NUL; numbers within +-(2**53 - 1); "
+            f"objects and arrays nested at most {ATTRIBUTES_MAX_DEPTH} deep, this one included."
+        ),
+        "propertyNames": keys,
+        "additionalProperties": _component(f"JsonValue{ATTRIBUTES_MAX_DEPTH}"),
+    }
+    return schemas
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL)]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
 Price = Annotated[float, Field(ge=0, le=PRICE_MAX, multiple_of=0.01)]
-Quantity = Annotated[int, Field(ge=0, le=QUANTITY_MAX)]
-Attributes = Annotated[dict[str, Any], AfterValidator(_reject_nul)]
+# Field before BeforeValidator: the other way round, pydantic publishes ge/le, not minimum/maximum.
+Quantity = Annotated[int, Field(ge=0, le=QUANTITY_MAX), BeforeValidator(_integral_float_as_int)]
+# pydantic resolves a "$ref" it meets itself, so the field publishes a marker that openapi.py
+# replaces with a reference to the Attributes component.
+COMPONENT_MARKER = "x-itemsapi-component"
+Attributes = Annotated[
+    dict[str, Any],
+    AfterValidator(check_attributes),
+    WithJsonSchema({COMPONENT_MARKER: "Attributes"}),
+]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -90,6 +166,26 @@ class ItemPatch(BaseModel):
     price: Price | None = None
     quantity: Quantity = None  # type: ignore[assignment]
     attributes: Attributes = None  # type: ignore[assignment]
+
+
+def _read_only(description: str) -> Any:
+    return Field(description=description, json_schema_extra={"readOnly": True})
+
+
+class Item(BaseModel):
+    """An item as the API returns it. Published only: responses are built by the database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[int, Field(ge=1), _read_only("Assigned by the server.")]
+    name: Name
+    description: Description
+    price: Price | None
+    quantity: Quantity
+    attributes: Attributes
+    version: Annotated[int, Field(ge=1), _read_only("1 on create, +1 on every write.")]
+    created_at: Annotated[datetime, _read_only("RFC 3339, UTC.")]
+    updated_at: Annotated[datetime, _read_only("RFC 3339, UTC; moves on every write.")]
 
 
 def parse_json(raw: bytes) -> Any:
@@ -144,7 +240,7 @@ def _field_error(error: Any) -> FieldError:
             field, "must not be blank" if blank else "must not contain NUL characters"
         )
     if kind == "value_error":
-        # Raised by _reject_nul with its own path inside attributes.
+        # Raised by check_attributes, with its own path inside attributes.
         message = str(error["ctx"]["error"])
         path, _, reason = message.partition(": ")
         return FieldError(path, reason)

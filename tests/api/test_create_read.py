@@ -75,6 +75,14 @@ def test_unknown_or_impossible_ids_are_404_problems(client, path):
     assert {"type", "title", "detail"} <= set(problem)
 
 
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+@pytest.mark.parametrize("path", ["/items/0", "/items/9223372036854775808", "/items/" + "9" * 40])
+def test_impossible_ids_are_404_whatever_the_method(client, method, path):
+    response = getattr(client, method)(path, json={"name": "x"})
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
 def test_largest_bigint_id_is_a_plain_404(client):
     assert client.get("/items/9223372036854775807").status_code == 404
 

@@ -132,6 +132,12 @@ def test_bad_parameters_are_400_problems_naming_the_parameter(client, query, fie
     assert response.get_json()["errors"][0]["field"] == field
 
 
+def test_an_empty_cursor_is_no_cursor(client, catalogue):
+    assert (
+        client.get("/items?cursor=&limit=2").get_json() == client.get("/items?limit=2").get_json()
+    )
+
+
 def test_a_cursor_from_another_sort_is_refused(client, catalogue):
     cursor = client.get("/items?limit=1&sort=name").get_json()["next_cursor"]
     response = client.get(f"/items?sort=price&cursor={cursor}")

@@ -94,7 +94,9 @@ def test_patch_refuses_read_only_fields(client):
 def test_if_match_mismatch_is_412_and_nothing_changes(client, method):
     item = create_item(client)
     body = {"json": {"name": "changed"}} if method != "delete" else {}
-    for stale in ('"1-7"', f"W/{etag_of(item)}", '"2-1"', '"garbage"'):
+    stale_tags = ('"1-7"', f"W/{etag_of(item)}", '"2-1"', '"garbage"', '""', '"", W/"x"',
+                  '"1-\u0663"', '"1-' + "9" * 30 + '"')  # fmt: skip
+    for stale in stale_tags:
         response = getattr(client, method)(
             f"/items/{item['id']}", headers={"If-Match": stale}, **body
         )

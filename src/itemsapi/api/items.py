@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, request, url_for
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
+from werkzeug.routing import BaseConverter
 
 from itemsapi import pagination
 from itemsapi.db import REPOSITORY_KEY
@@ -25,17 +26,21 @@ MERGE_PATCH = "application/merge-patch+json"
 LIST_PARAMETERS = ("limit", "cursor", "sort", "q", "min_price", "max_price")
 SORT_CHOICES = tuple(SORT_KEYS) + tuple("-" + s for s in SORT_KEYS)
 LIMIT_DEFAULT, LIMIT_MAX, Q_MAX = 20, 100, 200
+_ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
 
 
 class ItemIdConverter(BaseConverter):
-    """Item ids are positive bigints; anything else in the path is simply not an item (404)."""
+    """Item ids are positive bigints; anything else in the path is simply not an item (404).
 
-    regex = r"\d{1,19}"
+    Out of range raises NotFound itself: a ValidationError would let werkzeug answer 405 for
+    PUT/PATCH/DELETE on a path whose GET it had considered."""
+
+    regex = r"\d+"
 
     def to_python(self, value: str) -> int:
-        item_id = int(value)
+        item_id = int(value) if len(value) <= 19 else 0
         if not 1 <= item_id <= BIGINT_MAX:
-            raise ValidationError()
+            raise NotFound(f"item {value[:40]} does not exist")
         return item_id
 
     def to_url(self, value: Any) -> str:
@@ -113,11 +118,11 @@ def _if_match(item_id: int) -> list[int] | None:
     tags = request.if_match
     if tags.star_tag:
         return None
-    prefix = f"{item_id}-"
     versions = []
     for tag in tags.as_set(include_weak=False):  # If-Match uses strong comparison
-        if tag.startswith(prefix) and tag[len(prefix) :].isdigit():
-            versions.append(int(tag[len(prefix) :]))
+        match = _ETAG.fullmatch(tag or "")
+        if match and int(match["id"]) == item_id:
+            versions.append(int(match["version"]))
     return versions  # may be empty: then nothing matches and the write is refused (412)
 
 
@@ -146,7 +151,7 @@ def _list_query() -> ListQuery:
     if sort not in SORT_CHOICES:
         raise BadParameter("sort", f"must be one of {', '.join(SORT_CHOICES)}")
     after = None
-    if "cursor" in args:
+    if args.get("cursor"):  # an empty cursor is no cursor, as an empty q is no filter
         try:
             after = pagination.decode(args["cursor"], sort)
         except pagination.InvalidCursor as exc:
