@@ -87,6 +87,9 @@ def _responses(*codes: int | str, **specific: dict) -> dict[str, Any]:
     return {**specific, **shared}
 
 
+# What PUT and PATCH can go wrong with: the body, the item, the precondition, the database.
+UPDATE_ERRORS = (400, 404, 409, 412, 413, 415, 422, 500, 503)
+
 SHARED_RESPONSES = {
     "400": "BadRequest",
     "404": "NotFound",
@@ -234,15 +237,7 @@ def _paths() -> dict[str, Any]:
                 "parameters": [IF_MATCH],
                 "requestBody": write_body,
                 "responses": _responses(
-                    400,
-                    404,
-                    409,
-                    412,
-                    413,
-                    415,
-                    422,
-                    500,
-                    503,
+                    *UPDATE_ERRORS,
                     **{"200": _item_response("Replaced.")},
                 ),
             },
@@ -261,15 +256,7 @@ def _paths() -> dict[str, Any]:
                     "content": {MERGE_PATCH: patch_schema, JSON: patch_schema},
                 },
                 "responses": _responses(
-                    400,
-                    404,
-                    409,
-                    412,
-                    413,
-                    415,
-                    422,
-                    500,
-                    503,
+                    *UPDATE_ERRORS,
                     **{"200": _item_response("Patched (or unchanged, for an empty patch).")},
                 ),
             },
