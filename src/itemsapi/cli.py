@@ -58,7 +58,7 @@ def main() -> None:
 @click.option(
     "--blocking-threads",
     type=int,
-    help=f"Threads per worker running requests [env {env_name('blocking_threads')}; 8].",
+    help=f"Threads per worker running requests [env {env_name('blocking_threads')}; 4].",
 )
 def serve(
     host: str | None, port: int | None, workers: int | None, blocking_threads: int | None
@@ -84,10 +84,9 @@ def _granian(settings: Settings) -> None:
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
+        # Each thread runs one request and holds at most one connection; requests beyond the
+        # threads wait in Granian (its default backpressure), already read and ready to run.
         blocking_threads=settings.blocking_threads,
-        # Requests beyond the threads wait in Granian, not on the pool, so a pool wait never
-        # exceeds what the threads can hold.
-        backpressure=settings.blocking_threads,
         log_dictconfig=json_logging.dict_config(settings.log_level),
         log_access=False,  # the app writes its own JSON access line per request
         workers_kill_timeout=settings.shutdown_timeout,

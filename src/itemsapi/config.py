@@ -42,7 +42,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    blocking_threads: int = 8
+    blocking_threads: int = 4
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
     shutdown_timeout: int = 10
 
