@@ -10,22 +10,26 @@ COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --s
 LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
 	tools/requirements-pgadmin.txt
 
-.PHONY: run test lint format lock tools chromium clean
+.PHONY: run test lint format lock tools chromium wrk bench clean
 
 run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
 
 test: $(VENV)/.dev tools
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest
 
+# The benchmark (not a test): see the README's Performance section.
+bench: $(VENV)/.dev wrk
+	$(BIN)/python bench/run.py
+
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 format: $(VENV)/.dev
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 # Recompile every lock after editing a requirements*.in file.
 lock: $(VENV)/.dev
@@ -42,15 +46,18 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt pyproject.toml | $(BIN)/pyth
 
 # Tools the checks run: dclint (npm), pgAdmin's own loader (its own venv, as its pins differ from
 # ours) and Chromium for the /docs page (Debian's package: installed when we may, else named).
-tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium
+tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium wrk
+
+# Debian packages: installed when we may (root with apt-get), otherwise named.
+APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	else echo "Please install Debian's $(1) package." >&2; exit 1; fi
 
 chromium:
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-		else \
-			echo "The /docs test needs Chromium: install Debian's chromium package." >&2; exit 1; \
-		fi; }
+	@command -v chromium >/dev/null || { $(call APT_INSTALL,chromium); }
+
+wrk:
+	@command -v wrk >/dev/null || { $(call APT_INSTALL,wrk); }
 
 tools/node_modules/.bin/dclint: tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error

@@ -151,3 +151,10 @@ def test_list_filters(repo):
     assert names(ListQuery(q="50%")) == ["Red 50% off"]
     assert names(ListQuery(q="d_a")) == ["red_apple"]  # _ is literal, not "any character"
     assert names(ListQuery(min_price=Decimal(15), max_price=Decimal(30))) == ["red_apple", "green"]
+
+
+def test_a_column_outside_the_allow_list_never_reaches_sql(repo):
+    item = new(repo)
+    with pytest.raises(ValueError, match="not writable"):
+        repo.patch(item["id"], {"version": 99}, None)
+    assert repo.get(item["id"])["version"] == 1
