@@ -95,23 +95,21 @@ def _constraint_violation(exc: ConstraintViolation) -> Response:
 
 def _unavailable(exc: DatabaseUnavailable) -> Response:
     log.warning("database unavailable: %s", exc, extra={"kind": exc.kind})
-    count_database_error(exc.kind)
-    return problem(
-        503,
-        "the database is not available right now; try again shortly",
-        kind="database-unavailable",
-        title="Service unavailable",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
+    return _retry_later(exc.kind, "database-unavailable", "is not available right now")
 
 
 def _query_timeout(exc: QueryTimeout) -> Response:
     log.warning("statement timed out")
-    count_database_error("statement_timeout")
+    return _retry_later("statement_timeout", "database-timeout", "took too long to answer")
+
+
+def _retry_later(metric_kind: str, problem_kind: str, what_happened: str) -> Response:
+    """503 with Retry-After: the request may well succeed if the client tries again."""
+    count_database_error(metric_kind)
     return problem(
         503,
-        "the database took too long to answer; try again shortly",
-        kind="database-timeout",
+        f"the database {what_happened}; try again shortly",
+        kind=problem_kind,
         title="Service unavailable",
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
