@@ -110,42 +110,46 @@ ITEM_ID = {
     "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
     "example": 42,
 }
-IF_MATCH = {
-    "name": "If-Match",
-    "in": "header",
-    "required": False,
-    "description": (
-        "Make the write conditional on the item's current ETag (or `*`: it exists). "
-        "A mismatch is 412 and nothing changes; check and write are one atomic statement."
-    ),
-    "schema": {"type": "string"},
-    "example": '"42-3"',
-}
-IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": "ETags the client holds: a match (weak comparison) gives 304 with no body.",
-    "schema": {"type": "string"},
-    "example": '"42-3"',
-}
-X_REQUEST_ID = {
-    "name": "X-Request-ID",
-    "in": "header",
-    "required": False,
-    "description": (
-        "Echoed back when it is 1-128 characters of A-Za-z0-9._:- ; otherwise the server "
-        "generates one. It appears in the server's log lines for the request."
-    ),
-    "schema": {"type": "string"},
-    "example": "req-7f3a",
-}
 
+
+def _optional_header(name: str, description: str, example: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+        "example": example,
+    }
+
+
+IF_MATCH = _optional_header(
+    "If-Match",
+    "Make the write conditional on the item's current ETag (or `*`: it exists). "
+    "A mismatch is 412 and nothing changes; check and write are one atomic statement.",
+    '"42-3"',
+)
+IF_NONE_MATCH = _optional_header(
+    "If-None-Match",
+    "ETags the client holds: a match (weak comparison) gives 304 with no body.",
+    '"42-3"',
+)
+X_REQUEST_ID = _optional_header(
+    "X-Request-ID",
+    "Echoed back when it is 1-128 characters of A-Za-z0-9._:- ; otherwise the server "
+    "generates one. It appears in the server's log lines for the request.",
+    "req-7f3a",
+)
+
+# From a created item to everything that can be done with it (schemathesis follows these).
 ITEM_LINKS = {
-    "GetItem": {"operationId": "getItem", "parameters": {"item_id": "$response.body#/id"}},
-    "ReplaceItem": {"operationId": "replaceItem", "parameters": {"item_id": "$response.body#/id"}},
-    "PatchItem": {"operationId": "patchItem", "parameters": {"item_id": "$response.body#/id"}},
-    "DeleteItem": {"operationId": "deleteItem", "parameters": {"item_id": "$response.body#/id"}},
+    link: {"operationId": operation, "parameters": {"item_id": "$response.body#/id"}}
+    for link, operation in (
+        ("GetItem", "getItem"),
+        ("ReplaceItem", "replaceItem"),
+        ("PatchItem", "patchItem"),
+        ("DeleteItem", "deleteItem"),
+    )
 }
 
 
