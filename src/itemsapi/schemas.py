@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from itemsapi.exceptions import FieldError, ValidationFailed
 
@@ -80,6 +81,16 @@ def _integral_float_as_int(value: Any) -> Any:
     return value
 
 
+def _at_most_two_decimals(value: float) -> float:
+    # Decided on the number as written, the way JSON Schema's multipleOf reads a decimal: a float
+    # is the nearest double to a number with two decimals exactly when rounding it to two decimals
+    # gives it back (exact within PRICE_MAX). pydantic's float modulo rejects some of these,
+    # 12576115.79 among them.
+    if round(value, 2) != value:
+        raise PydanticCustomError("multiple_of", "must have at most 2 decimal places")
+    return value
+
+
 def _component(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -119,7 +130,11 @@ def attributes_json_schemas() -> dict[str, dict[str, Any]]:
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL)]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
-Price = Annotated[float, Field(ge=0, le=PRICE_MAX, multiple_of=0.01)]
+Price = Annotated[
+    float,
+    Field(ge=0, le=PRICE_MAX, json_schema_extra={"multipleOf": 0.01}),
+    AfterValidator(_at_most_two_decimals),
+]
 # Field before BeforeValidator: the other way round, pydantic publishes ge/le, not minimum/maximum.
 Quantity = Annotated[int, Field(ge=0, le=QUANTITY_MAX), BeforeValidator(_integral_float_as_int)]
 # pydantic resolves a "$ref" it meets itself, so the field publishes a marker that openapi.py
