@@ -7,20 +7,26 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 
-from flask import g, has_request_context
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
 RENAMED = {"levelname": "level", "name": "logger", "process": "pid"}
+
+# The id of the request this thread is serving (set by middleware.py), for every line logged
+# meanwhile.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class RequestIdFilter(logging.Filter):
     """Adds request_id to every record logged while a request is being handled."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id") and has_request_context():
-            record.request_id = g.get("request_id")
+        if not hasattr(record, "request_id"):
+            current = request_id.get()
+            if current is not None:
+                record.request_id = current
         return True
 
 

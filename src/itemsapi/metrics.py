@@ -67,23 +67,33 @@ DB_ERRORS = Counter(
 )
 
 _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
-_route_names: dict[str, str] = {}
+# Any other method a client makes up is counted as "other", so that it cannot mint series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The labelled series each (method, rule, status) feeds, looked up once: labels() costs more
+# than the increment itself.
+_series: dict[tuple[str, str | None, int], tuple[Counter, Histogram]] = {}
 
 
 def route_template(rule: str | None) -> str:
     """'/items/<item_id:item_id>' -> '/items/{item_id}'; None (no route matched) -> 'unmatched'."""
     if rule is None:
         return "unmatched"
-    name = _route_names.get(rule)
-    if name is None:
-        name = _route_names[rule] = _PLACEHOLDER.sub(r"{\1}", rule)
-    return name
+    return _PLACEHOLDER.sub(r"{\1}", rule)
 
 
 def observe_request(method: str, rule: str | None, status: int, seconds: float) -> None:
-    route = route_template(rule)
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    if method not in _METHODS:
+        method = "other"
+    key = (method, rule, status)
+    series = _series.get(key)
+    if series is None:
+        route = route_template(rule)
+        series = _series[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def count_database_error(kind: str) -> None:
