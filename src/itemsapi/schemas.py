@@ -237,7 +237,6 @@ _MESSAGES = {
     "dict_type": "must be a JSON object",
     "model_type": "the body must be a JSON object",
     "finite_number": "must be a finite number",
-    "multiple_of": "must have at most 2 decimal places",
 }
 
 
