@@ -49,9 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def close_app(app: Flask) -> None:
     """Stop what create_app started: the pool-metrics sampler, the database check, the pool."""
-    stop = app.extensions.pop("itemsapi.metrics_stop", None)
-    if stop is not None:
-        stop.set()
+    metrics.close_app(app)
     check = app.extensions.pop(probes.CHECK_KEY, None)
     if check is not None:
         check.close()

@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 POOL_SAMPLE_SECONDS = 1.0
+SAMPLER_STOP_KEY = "itemsapi.metrics_stop"
 
 REQUESTS = Counter(
     "itemsapi_http_requests_total",
@@ -127,8 +128,15 @@ def init_app(app: Flask, pool: ConnectionPool) -> None:
 
     sample_pool(pool)
     threading.Thread(target=sampler, name="pool-metrics", daemon=True).start()
-    app.extensions["itemsapi.metrics_stop"] = stop
+    app.extensions[SAMPLER_STOP_KEY] = stop
     if os.environ.get(MULTIPROC_ENV):
         # Runs at interpreter exit and at a Granian worker's exit (a multiprocessing child,
         # which skips atexit): drop this process's live gauges from the sums.
         Finalize(None, multiprocess.mark_process_dead, args=(os.getpid(),), exitpriority=5)
+
+
+def close_app(app: Flask) -> None:
+    """Stop this app's pool-metrics sampler."""
+    stop = app.extensions.pop(SAMPLER_STOP_KEY, None)
+    if stop is not None:
+        stop.set()
