@@ -27,22 +27,17 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
+from psycopg import ClientCursor, sql
+from psycopg.types.json import Jsonb
 
-from itemsapi import db, embedded, pagination
+from itemsapi import db, embedded, pagination, repository
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PRODUCTION_ENV = {"ITEMSAPI_WORKERS": "2", "ITEMSAPI_BLOCKING_THREADS": "4"}  # as the Dockerfile
-SELECT_BY_ID = (
-    "SELECT id, name, description, price::float8 AS price, quantity, attributes, version, "
-    "created_at, updated_at FROM items WHERE id = :id;"
-)
-INSERT = (
-    "INSERT INTO items (name, description, price, quantity, attributes) VALUES "
-    "('bench', 'created by pgbench', 9.5, 3, '{\"k\":\"v\"}') RETURNING id, name, description, "
-    "price::float8 AS price, quantity, attributes, version, created_at, updated_at;"
-)
+# The row pgbench inserts, as the API would be sent it.
+PGBENCH_ROW = {"name": "bench", "description": "created by pgbench", "price": 9.5, "quantity": 3,
+               "attributes": {"k": "v"}}  # fmt: skip
 WORDS = [
     *("alpha", "amber", "bold", "brisk", "cedar", "coral", "crisp", "dune", "ember", "fern"),
     *("frost", "glade", "harbor", "iris", "jade", "juniper", "lark", "linen", "maple"),
@@ -77,8 +72,9 @@ def main() -> None:
         "ceilings": {},
         "scenarios": {},
     }  # fmt: skip
-    results["ceilings"]["pgbench_get"] = pgbench(url, SELECT_BY_ID, args)
-    results["ceilings"]["pgbench_post"] = pgbench(url, INSERT, args)
+    select_by_id, insert = pgbench_statements(url)
+    results["ceilings"]["pgbench_get"] = pgbench(url, select_by_id, args)
+    results["ceilings"]["pgbench_post"] = pgbench(url, insert, args)
     results["ceilings"]["granian_hello"] = measure_hello(args)
     results["scenarios"] = measure_api(url, args)
     report(results)
@@ -133,6 +129,16 @@ def progress(label: str, done: int, total: int, started: float) -> None:
     rate = done / max(time.perf_counter() - started, 1e-9)
     bar = "#" * filled + "." * (width - filled)
     print(f"\r{label} [{bar}] {done:>8}/{total} {rate:8.0f}/s", end="", file=sys.stderr)
+
+
+def pgbench_statements(url: str) -> tuple[str, str]:
+    """The API's own SELECT by id and INSERT, from the repository's builders, so that pgbench
+    runs exactly the SQL the API does: the id as a pgbench variable, the new row inlined."""
+    select_by_id = repository.select_statement().as_string().replace("%(id)s", ":id")
+    row = {**PGBENCH_ROW, "attributes": Jsonb(PGBENCH_ROW["attributes"])}
+    with psycopg.connect(url) as conn:
+        insert = ClientCursor(conn).mogrify(repository.insert_statement(), row)
+    return select_by_id + ";", insert + ";"
 
 
 def pgbench(url: str, statement: str, args: argparse.Namespace) -> dict:
