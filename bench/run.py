@@ -142,7 +142,7 @@ def pgbench_statements(url: str) -> tuple[str, str]:
 
 
 def pgbench(url: str, statement: str, args: argparse.Namespace) -> dict:
-    binary = shutil.which("pgbench") or str(Path(embedded_bin()) / "pgbench")
+    binary = shutil.which("pgbench") or embedded.program("pgbench")
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(f"\\set id random(1, {args.rows})\n{statement}\n")
     clients = int(PRODUCTION_ENV["ITEMSAPI_WORKERS"]) * int(
@@ -157,12 +157,6 @@ def pgbench(url: str, statement: str, args: argparse.Namespace) -> dict:
     tps = float(re.search(r"tps = ([\d.]+)", out)[1])
     latency = float(re.search(r"latency average = ([\d.]+) ms", out)[1])
     return {"rps": round(tps), "latency_avg_ms": latency, "clients": clients}
-
-
-def embedded_bin() -> str:
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH)
 
 
 def measure_hello(args: argparse.Namespace) -> dict:

@@ -10,9 +10,8 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-from pgserver._commands import POSTGRES_BIN_PATH
 
-from itemsapi import db
+from itemsapi import db, embedded
 
 SERVICE_USER = "pgserver"  # PostgreSQL refuses to run as root
 
@@ -36,7 +35,7 @@ class Cluster:
 
     def _bin(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [str(POSTGRES_BIN_PATH / name), *args],
+            [embedded.program(name), *args],
             capture_output=True, text=True, timeout=60, check=check, **self._run_as,
         )  # fmt: skip
 

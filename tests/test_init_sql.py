@@ -13,16 +13,12 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from itemsapi import embedded
 from itemsapi.db import schema_path
 
 
 def psql_binary() -> str:
-    found = shutil.which("psql")
-    if found:
-        return found
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    return str(Path(POSTGRES_BIN_PATH) / "psql")
+    return shutil.which("psql") or embedded.program("psql")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
@@ -24,18 +25,7 @@ def start(data_dir: Path, *, database: str = DATABASE_NAME, cleanup: str | None 
 
     cleanup="stop" stops the server when this process exits; "delete" also removes the data.
     """
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back
-            # to /tmp, which is what we want anyway.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-            import pgserver  # imported here: only the embedded path needs it
-    except ImportError:
-        raise EmbeddedUnavailable(
-            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
-            "set DATABASE_URL, or install it with `pip install 'itemsapi[embedded]'`"
-        ) from None
-
+    pgserver = _pgserver()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir / "pgdata", cleanup_mode=cleanup)
@@ -43,6 +33,28 @@ def start(data_dir: Path, *, database: str = DATABASE_NAME, cleanup: str | None 
     url = server.get_uri(database)
     log.info("embedded PostgreSQL ready", extra={"data_dir": str(data_dir)})
     return url
+
+
+def program(name: str) -> str:
+    """A program that ships with the embedded PostgreSQL (pg_ctl, psql, pgbench, ...)."""
+    return str(Path(_pgserver()._commands.POSTGRES_BIN_PATH) / name)
+
+
+def _pgserver() -> ModuleType:
+    # Imported here: only the embedded path needs it.
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI) and falls back
+            # to /tmp, which is what we want anyway.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import pgserver
+            import pgserver._commands
+    except ImportError:
+        raise EmbeddedUnavailable(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+            "set DATABASE_URL, or install it with `pip install 'itemsapi[embedded]'`"
+        ) from None
+    return pgserver
 
 
 def create_database(admin_url: str, name: str) -> None:
