@@ -1,15 +1,31 @@
 """The per-request telemetry around the app: access line, request id, metrics by route."""
 
+import io
+import json
 import logging
 
 import pytest
 from prometheus_client import REGISTRY
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from tests.helpers import create_item
 
 
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "itemsapi.access"]
+@pytest.fixture
+def access_lines(app):
+    """The access lines written meanwhile, parsed, read from the JSON handler's stream."""
+    (handler,) = [
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, OrjsonFormatter)
+    ]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+
+    def read() -> list[dict]:
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        return [line for line in lines if line["logger"] == "itemsapi.access"]
+
+    yield read
+    handler.setStream(previous)
 
 
 def requests_counted(method: str, route: str, status: str) -> float:
@@ -17,24 +33,34 @@ def requests_counted(method: str, route: str, status: str) -> float:
     return REGISTRY.get_sample_value("itemsapi_http_requests_total", labels) or 0.0
 
 
-def test_one_access_line_per_request_with_what_was_answered(client, caplog):
-    caplog.set_level(logging.INFO, logger="itemsapi.access")
+def test_one_access_line_per_request_with_what_was_answered(client, access_lines):
     item = create_item(client)
-    caplog.clear()
     response = client.get(f"/items/{item['id']}", headers={"X-Request-ID": "acc-1"})
-    (line,) = access_lines(caplog)
-    assert (line.method, line.path, line.status) == ("GET", f"/items/{item['id']}", 200)
-    assert line.request_id == "acc-1"
-    assert line.response_size == len(response.get_data())
-    assert line.remote_addr == "127.0.0.1"
-    assert line.duration_ms >= 0
+    created, line = access_lines()
+    assert (created["method"], created["status"]) == ("POST", 201)
+    assert (line["method"], line["path"], line["status"]) == ("GET", f"/items/{item['id']}", 200)
+    assert line["request_id"] == "acc-1"
+    assert line["response_size"] == len(response.get_data())
+    assert line["remote_addr"] == "127.0.0.1"
+    assert line["duration_ms"] >= 0
+    assert (line["level"], line["message"]) == ("INFO", "request")
+    assert {"timestamp", "pid"} <= set(line)
 
 
-def test_a_non_ascii_path_is_logged_as_the_client_wrote_it(client, caplog):
-    caplog.set_level(logging.INFO, logger="itemsapi.access")
+def test_a_non_ascii_path_is_logged_as_the_client_wrote_it(client, access_lines):
     client.get("/caf%C3%A9")
-    (line,) = access_lines(caplog)
-    assert (line.path, line.status) == ("/café", 404)
+    (line,) = access_lines()
+    assert (line["path"], line["status"]) == ("/café", 404)
+
+
+def test_the_access_line_follows_its_logger_level(client, access_lines):
+    logging.getLogger("itemsapi.access").setLevel(logging.WARNING)
+    try:
+        client.get("/live")
+    finally:
+        logging.getLogger("itemsapi.access").setLevel(logging.NOTSET)
+    client.get("/ready")
+    assert [line["path"] for line in access_lines()] == ["/ready"]
 
 
 def test_requests_are_counted_by_route_template_not_raw_path(client):

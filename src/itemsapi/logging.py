@@ -1,18 +1,28 @@
 """JSON logs, one object per line on stdout (python-json-logger), with the request id.
 
 The orjson formatter writes the same fields as the default one in under half the time
-(10 us against 23 us a line, measured): it runs once per request, for the access log."""
+(10 us against 23 us a line, measured). The access line, one per request, skips the logging
+module's record path altogether (write_access_line) and keeps the same shape."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
 RENAMED = {"levelname": "level", "name": "logger", "process": "pid"}
+
+ACCESS_LOGGER = "itemsapi.access"
+
+# The handler configure() installed: access lines go straight to it (see write_access_line).
+_json_handler: logging.StreamHandler | None = None
 
 # The id of the request this thread is serving (set by middleware.py), for every line logged
 # meanwhile.
@@ -35,6 +45,8 @@ def configure(level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(OrjsonFormatter(FORMAT, rename_fields=RENAMED, timestamp=True))
     handler.addFilter(RequestIdFilter())
+    global _json_handler
+    _json_handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -42,6 +54,25 @@ def configure(level: str) -> None:
     # their warnings and errors are what an operator needs.
     for chatty in ("psycopg.pool", "pgserver"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+
+
+def write_access_line(fields: dict[str, Any]) -> None:
+    """One access line, in the same JSON shape as every other line (level, logger, pid, message,
+    the fields, timestamp), written to the configured handler's stream under its lock.
+
+    The logging module's path (a LogRecord, the filter, python-json-logger's field merging) cost
+    about 15% of a GET's CPU end to end, measured side by side against this (README bench
+    notes). Whether the line is written at all is still the itemsapi.access logger's level."""
+    handler = _json_handler
+    if handler is None or not logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO):
+        return
+    line = {"level": "INFO", "logger": ACCESS_LOGGER, "pid": os.getpid(), "message": "request"}
+    line.update(fields)
+    line["timestamp"] = datetime.now(UTC)
+    text = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode()
+    with handler.lock:  # the same lock the handler writes every other line under
+        handler.stream.write(text)
+        handler.stream.flush()
 
 
 def dict_config(level: str) -> dict:

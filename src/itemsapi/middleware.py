@@ -8,7 +8,6 @@ GET (bench notes in the README). It sees every response, Flask's error pages inc
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -18,12 +17,10 @@ from typing import Any
 from flask import Flask
 
 from itemsapi import metrics
-from itemsapi.logging import request_id
+from itemsapi.logging import request_id, write_access_line
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-access_log = logging.getLogger("itemsapi.access")
 
 WSGIApp = Any  # (environ, start_response) -> iterable of bytes
 
@@ -80,20 +77,18 @@ def _record(
     method = environ.get("REQUEST_METHOD", "")
     status = int(status_line[:3])
     metrics.observe_request(method, rule, status, seconds)
-    if access_log.isEnabledFor(logging.INFO):
-        size = next((value for name, value in headers if name == "Content-Length"), None)
-        access_log.info(
-            "request",
-            extra={
-                "method": method,
-                "path": _path(environ),
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "request_id": current_id,
-                "remote_addr": environ.get("REMOTE_ADDR"),
-                "response_size": int(size) if size is not None else None,
-            },
-        )
+    size = next((value for name, value in headers if name == "Content-Length"), None)
+    write_access_line(
+        {
+            "method": method,
+            "path": _path(environ),
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "request_id": current_id,
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "response_size": int(size) if size is not None else None,
+        }
+    )
 
 
 def _path(environ: dict[str, Any]) -> str:
