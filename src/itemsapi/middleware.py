@@ -8,6 +8,7 @@ GET (bench notes in the README). It sees every response, Flask's error pages inc
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from flask import Flask
 
 from itemsapi import metrics
-from itemsapi.logging import request_id, write_access_line
+from itemsapi.logging import access_log, request_id, write_access_line
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -77,6 +78,8 @@ def _record(
     method = environ.get("REQUEST_METHOD", "")
     status = int(status_line[:3])
     metrics.observe_request(method, rule, status, seconds)
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     size = next((value for name, value in headers if name == "Content-Length"), None)
     write_access_line(
         {
