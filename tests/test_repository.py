@@ -43,6 +43,21 @@ def test_get_missing_item_raises_not_found(repo):
         repo.get(12345)
 
 
+def test_get_survives_its_prepared_statement_being_deallocated(clean_db):
+    # A pooler or a DISCARD ALL can drop a session's prepared statements behind our back.
+    pool = create_pool(Settings(database_url=clean_db, pool_min_size=1, pool_max_size=1))
+    pool.open(wait=True)
+    try:
+        repo = ItemRepository(pool)
+        item = new(repo)
+        assert repo.get(item["id"]) == item  # prepared on the pool's only connection
+        with pool.connection() as conn:
+            conn.execute("DEALLOCATE ALL")
+        assert repo.get(item["id"]) == item
+    finally:
+        pool.close()
+
+
 def test_replace_resets_omitted_fields_and_bumps_version(repo):
     item = new(repo, description="d", price=1, quantity=3, attributes={"a": 1})
     replaced = repo.replace(item["id"], validate_write({"name": "other"}), None)
@@ -120,6 +135,15 @@ def test_database_refusal_becomes_a_domain_error(repo):
         repo.create(
             {"name": "x", "description": "", "price": None, "quantity": -5, "attributes": {}}
         )
+
+
+def test_text_the_database_cannot_hold_is_refused_not_truncated(repo):
+    # Bypasses validation on purpose: a NUL must not cut the value short on its way in.
+    with pytest.raises(ConstraintViolation):
+        repo.create(
+            {"name": "a\x00b", "description": "", "price": None, "quantity": 0, "attributes": {}}
+        )
+    assert repo.list(ListQuery()).items == []
 
 
 def test_list_walks_every_match_once_in_order(repo):

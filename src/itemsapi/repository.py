@@ -9,6 +9,7 @@ Nothing here knows about HTTP.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
+from psycopg.adapt import PyFormat, Transformer
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -188,6 +190,72 @@ def _text(build: Callable[..., sql.Composed], *args: Any, **kwargs: Any) -> str:
 
 # --- running statements -------------------------------------------------------------------
 
+
+class _OneCallStatement:
+    """A statement run with one libpq call (PQexecPrepared) instead of through a cursor.
+
+    A psycopg cursor builds its machinery per execute and talks to libpq in three calls (send,
+    wait, read), each letting go of the GIL; with a worker's threads contending for the GIL
+    that costs more than the round trip. For GET /items/{id} and POST /items, the hottest
+    statements, this path took 3-25% less CPU per request in each of 16 side-by-side rounds
+    (README, Performance). The statement is prepared on each connection the first time it
+    runs there, with its parameter types declared; values are dumped to text and results
+    loaded by psycopg's own adapters (the connection's), and errors are the exceptions psycopg
+    raises on the cursor path."""
+
+    def __init__(self, name: str, build: Callable[[], sql.Composed], params: Sequence[str],
+                 types: Sequence[int]) -> None:  # fmt: skip
+        text = build().as_string()
+        for number, param in enumerate(params, 1):  # %(id)s -> $1, as PREPARE wants
+            text = text.replace(f"%({param})s", f"${number}")
+        self._name = name.encode()
+        self._text = text.encode()
+        self._types = list(types)
+        self._prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+
+    def run(self, conn: psycopg.Connection, values: Sequence[Any]) -> list[Row]:
+        adapters = Transformer(conn)
+        dumped = adapters.dump_sequence(values, [PyFormat.TEXT] * len(values))
+        if conn not in self._prepared_on:
+            self._check(conn, conn.pgconn.prepare(self._name, self._text, self._types))
+            self._prepared_on.add(conn)
+        result = conn.pgconn.exec_prepared(self._name, dumped)
+        if result.status == pq.ExecStatus.FATAL_ERROR and _sqlstate(result) == "26000":
+            # Someone deallocated it on this session (DISCARD ALL, a pooler): prepare again.
+            self._prepared_on.discard(conn)
+            return self.run(conn, values)
+        self._check(conn, result)
+        adapters.set_pgresult(result)
+        names = [result.fname(i).decode() for i in range(result.nfields)]
+
+        def make_row(values: Sequence[Any]) -> Row:
+            return dict(zip(names, values, strict=True))
+
+        return adapters.load_rows(0, result.ntuples, make_row)
+
+    @staticmethod
+    def _check(conn: psycopg.Connection, result: pq.abc.PGresult) -> None:
+        if result.status in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            return
+        if conn.closed:  # the connection broke under the statement
+            raise psycopg.OperationalError(result.get_error_message(conn.info.encoding))
+        raise errors.error_from_result(result, encoding=conn.info.encoding)
+
+
+def _sqlstate(result: pq.abc.PGresult) -> str:
+    return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+
+
+# pg_type oids of the parameters' columns
+_TYPES = {
+    "id": 20, "name": 25, "description": 25, "price": 1700, "quantity": 23, "attributes": 3802,
+}  # fmt: skip
+_GET_ITEM = _OneCallStatement("itemsapi_get_item", select_statement, ["id"], [_TYPES["id"]])
+_INSERT_ITEM = _OneCallStatement(
+    "itemsapi_insert_item", insert_statement, WRITABLE_COLUMNS,
+    [_TYPES[column] for column in WRITABLE_COLUMNS],
+)  # fmt: skip
+
 T = TypeVar("T")
 
 
@@ -201,14 +269,15 @@ class ItemRepository:
 
     def create(self, values: Mapping[str, Any]) -> Row:
         params = _with_jsonb(values)
-        return self._write(lambda conn: conn.execute(_text(insert_statement), params).fetchone())
+        row = [params[column] for column in WRITABLE_COLUMNS]
+        return self._write(lambda conn: _INSERT_ITEM.run(conn, row)[0])
 
     def get(self, item_id: int) -> Row:
         def fetch(conn: psycopg.Connection) -> Row:
-            row = conn.execute(_text(select_statement), {"id": item_id}).fetchone()
-            if row is None:
+            rows = _GET_ITEM.run(conn, [item_id])
+            if not rows:
                 raise ItemNotFound(item_id)
-            return row
+            return rows[0]
 
         return self._read(fetch)
 
