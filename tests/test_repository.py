@@ -90,8 +90,10 @@ def test_version_precondition_is_checked_atomically(repo):
     with pytest.raises(PreconditionFailed) as excinfo:
         repo.patch(item["id"], {"quantity": 1}, [7])
     assert excinfo.value.current_version == 1
+    with pytest.raises(PreconditionFailed):  # If-Match with no tag for this item
+        repo.replace(item["id"], validate_write({"name": "other"}), [])
     assert repo.get(item["id"])["quantity"] == 0
-    assert repo.patch(item["id"], {"quantity": 1}, [1])["version"] == 2
+    assert repo.patch(item["id"], {"quantity": 1}, [5, 1])["version"] == 2
     with pytest.raises(ItemNotFound):
         repo.patch(999, {"quantity": 1}, [1])
 

@@ -8,6 +8,7 @@ Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -196,21 +197,22 @@ class _OneCallStatement:
 
     A psycopg cursor builds its machinery per execute and talks to libpq in three calls (send,
     wait, read), each letting go of the GIL; with a worker's threads contending for the GIL
-    that costs more than the round trip. For GET /items/{id} and POST /items, the hottest
-    statements, this path took 3-25% less CPU per request in each of 16 side-by-side rounds
-    (README, Performance). The statement is prepared on each connection the first time it
+    that costs more than the round trip. For GET /items/{id} and POST /items this path took
+    3-25% less CPU per request in each of 16 side-by-side rounds (README, Performance), so
+    every statement an item route runs by id goes this way; a list page keeps the cursor (its
+    parameters' types vary). The statement is prepared on each connection the first time it
     runs there, with its parameter types declared; values are dumped to text and results
     loaded by psycopg's own adapters (the connection's), and errors are the exceptions psycopg
     raises on the cursor path."""
 
-    def __init__(self, name: str, build: Callable[[], sql.Composed], params: Sequence[str],
-                 types: Sequence[int]) -> None:  # fmt: skip
-        text = build().as_string()
+    def __init__(self, name: str, text: str, params: Sequence[str]) -> None:
         for number, param in enumerate(params, 1):  # %(id)s -> $1, as PREPARE wants
             text = text.replace(f"%({param})s", f"${number}")
+        if "%(" in text:
+            raise ValueError(f"a parameter of {text!r} is not among {params}")
         self._name = name.encode()
         self._text = text.encode()
-        self._types = list(types)
+        self._types = [_TYPES[param] for param in params]
         self._prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     def run(self, conn: psycopg.Connection, values: Sequence[Any]) -> list[Row]:
@@ -246,15 +248,19 @@ def _sqlstate(result: pq.abc.PGresult) -> str:
     return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
 
 
-# pg_type oids of the parameters' columns
+# pg_type oids of the statements' parameters, declared when they are prepared
 _TYPES = {
     "id": 20, "name": 25, "description": 25, "price": 1700, "quantity": 23, "attributes": 3802,
+    "versions": 1016,  # bigint[]
 }  # fmt: skip
-_GET_ITEM = _OneCallStatement("itemsapi_get_item", select_statement, ["id"], [_TYPES["id"]])
-_INSERT_ITEM = _OneCallStatement(
-    "itemsapi_insert_item", insert_statement, WRITABLE_COLUMNS,
-    [_TYPES[column] for column in WRITABLE_COLUMNS],
-)  # fmt: skip
+_statement_numbers = itertools.count(1)
+
+
+@cache
+def _one_call(text: str, params: tuple[str, ...]) -> _OneCallStatement:
+    """The _OneCallStatement of a statement shape (shapes are few, see _text), named once."""
+    return _OneCallStatement(f"itemsapi_{next(_statement_numbers)}", text, params)
+
 
 T = TypeVar("T")
 
@@ -269,12 +275,13 @@ class ItemRepository:
 
     def create(self, values: Mapping[str, Any]) -> Row:
         params = _with_jsonb(values)
+        statement = _one_call(_text(insert_statement), WRITABLE_COLUMNS)
         row = [params[column] for column in WRITABLE_COLUMNS]
-        return self._write(lambda conn: _INSERT_ITEM.run(conn, row)[0])
+        return self._write(lambda conn: statement.run(conn, row)[0])
 
     def get(self, item_id: int) -> Row:
         def fetch(conn: psycopg.Connection) -> Row:
-            rows = _GET_ITEM.run(conn, [item_id])
+            rows = _one_call(_text(select_statement), ("id",)).run(conn, [item_id])
             if not rows:
                 raise ItemNotFound(item_id)
             return rows[0]
@@ -318,12 +325,15 @@ class ItemRepository:
         values: Mapping[str, Any],
         versions: list[int] | None,
     ) -> Row:
-        params = {**_with_jsonb(values), "id": item_id, "versions": versions}
+        params = {**_with_jsonb(values), "id": item_id}
+        if versions is not None:
+            params["versions"] = versions
+        one_call = _one_call(statement, tuple(params))
 
         def run(conn: psycopg.Connection) -> Row:
-            row = conn.execute(statement, params).fetchone()
-            if row is not None:
-                return row
+            rows = one_call.run(conn, list(params.values()))
+            if rows:
+                return rows[0]
             # Nothing matched: tell a missing item from a stale If-Match.
             current = conn.execute("SELECT version FROM items WHERE id = %s", (item_id,))
             found = current.fetchone()
