@@ -218,14 +218,12 @@ class _OneCallStatement:
     def run(self, conn: psycopg.Connection, values: Sequence[Any]) -> list[Row]:
         adapters = Transformer(conn)
         dumped = adapters.dump_sequence(values, [PyFormat.TEXT] * len(values))
-        if conn not in self._prepared_on:
-            self._check(conn, conn.pgconn.prepare(self._name, self._text, self._types))
-            self._prepared_on.add(conn)
-        result = conn.pgconn.exec_prepared(self._name, dumped)
+        result = self._execute(conn, dumped)
         if result.status == pq.ExecStatus.FATAL_ERROR and _sqlstate(result) == "26000":
-            # Someone deallocated it on this session (DISCARD ALL, a pooler): prepare again.
+            # Someone deallocated it on this session (DISCARD ALL, a pooler): prepare again,
+            # once; a session that keeps losing it gets the error.
             self._prepared_on.discard(conn)
-            return self.run(conn, values)
+            result = self._execute(conn, dumped)
         self._check(conn, result)
         adapters.set_pgresult(result)
         names = [result.fname(i).decode() for i in range(result.nfields)]
@@ -234,6 +232,12 @@ class _OneCallStatement:
             return dict(zip(names, values, strict=True))
 
         return adapters.load_rows(0, result.ntuples, make_row)
+
+    def _execute(self, conn: psycopg.Connection, dumped: Sequence[Any]) -> pq.abc.PGresult:
+        if conn not in self._prepared_on:
+            self._check(conn, conn.pgconn.prepare(self._name, self._text, self._types))
+            self._prepared_on.add(conn)
+        return conn.pgconn.exec_prepared(self._name, dumped)
 
     @staticmethod
     def _check(conn: psycopg.Connection, result: pq.abc.PGresult) -> None:
