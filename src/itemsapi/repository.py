@@ -196,14 +196,14 @@ class _OneCallStatement:
     """A statement run with one libpq call (PQexecPrepared) instead of through a cursor.
 
     A psycopg cursor builds its machinery per execute and talks to libpq in three calls (send,
-    wait, read), each letting go of the GIL; with a worker's threads contending for the GIL
-    that costs more than the round trip. For GET /items/{id} and POST /items this path took
-    3-25% less CPU per request in each of 16 side-by-side rounds (README, Performance), so
-    every statement an item route runs by id goes this way; a list page keeps the cursor (its
-    parameters' types vary). The statement is prepared on each connection the first time it
-    runs there, with its parameter types declared; values are dumped to text and results
-    loaded by psycopg's own adapters (the connection's), and errors are the exceptions psycopg
-    raises on the cursor path."""
+    wait, read), each letting go of the GIL: on one thread that overhead is as large as the
+    libpq call itself, and with a worker's threads contending for the GIL it is larger. For
+    GET, POST and PATCH this path took 1-25% less CPU per request in all 22 side-by-side
+    rounds (README, Performance), so every statement an item route runs by id goes this way;
+    a list page keeps the cursor (its parameters' types vary). The statement is prepared on
+    each connection the first time it runs there, with its parameter types declared; values
+    are dumped to text and rows loaded by psycopg's own adapters (the connection's), and errors
+    are the exceptions psycopg raises on the cursor path."""
 
     def __init__(self, name: str, text: str, params: Sequence[str]) -> None:
         for number, param in enumerate(params, 1):  # %(id)s -> $1, as PREPARE wants
@@ -212,7 +212,7 @@ class _OneCallStatement:
             raise ValueError(f"a parameter of {text!r} is not among {params}")
         self._name = name.encode()
         self._text = text.encode()
-        self._types = [_TYPES[param] for param in params]
+        self._types = [_PARAMETER_TYPES[param] for param in params]
         self._prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
     def run(self, conn: psycopg.Connection, values: Sequence[Any]) -> list[Row]:
@@ -253,7 +253,7 @@ def _sqlstate(result: pq.abc.PGresult) -> str:
 
 
 # pg_type oids of the statements' parameters, declared when they are prepared
-_TYPES = {
+_PARAMETER_TYPES = {
     "id": 20, "name": 25, "description": 25, "price": 1700, "quantity": 23, "attributes": 3802,
     "versions": 1016,  # bigint[]
 }  # fmt: skip
