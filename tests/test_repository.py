@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
+import psycopg
 import pytest
 
 from itemsapi.config import Settings
@@ -13,6 +14,7 @@ from itemsapi.db import create_pool
 from itemsapi.exceptions import ConstraintViolation, ItemNotFound, PreconditionFailed
 from itemsapi.repository import ItemRepository, ListQuery
 from itemsapi.schemas import validate_write
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -54,6 +56,40 @@ def test_get_survives_its_prepared_statement_being_deallocated(clean_db):
         with pool.connection() as conn:
             conn.execute("DEALLOCATE ALL")
         assert repo.get(item["id"]) == item
+    finally:
+        pool.close()
+
+
+def test_a_read_whose_connection_dies_under_it_is_retried_once(clean_db):
+    pool = create_pool(Settings(database_url=clean_db, pool_min_size=1, pool_max_size=1))
+    pool.open(wait=True)
+    try:
+        repo = ItemRepository(pool)
+        item = new(repo)
+
+        def api_backends_waiting() -> list[int]:
+            with psycopg.connect(clean_db) as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE application_name = 'itemsapi' AND wait_event_type = 'Lock'"
+                )
+                return [row[0] for row in rows]
+
+        read: dict = {}
+        with psycopg.connect(clean_db) as locker:  # holds the lock until its transaction ends
+            locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+            reader = threading.Thread(target=lambda: read.update(row=repo.get(item["id"])))
+            reader.start()
+            wait_until(lambda: len(api_backends_waiting()) == 1, 10, "the read to block")
+            [first] = api_backends_waiting()
+            with psycopg.connect(clean_db, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            wait_until(
+                lambda: api_backends_waiting() not in ([], [first]), 10, "the retry to block"
+            )
+            locker.rollback()
+        reader.join(10)
+        assert read["row"] == item
     finally:
         pool.close()
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.e2e.conftest import free_port, wait_until
-from tests.helpers import http, item_payload
+from tests.e2e.conftest import free_port
+from tests.helpers import http, item_payload, wait_until
 from tests.pgcluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
