@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
 from itemsapi.db import create_pool
@@ -17,12 +19,27 @@ from itemsapi.schemas import validate_write
 from tests.helpers import wait_until
 
 
+@contextmanager
+def _open_pool(database_url: str, max_size: int) -> Iterator[ConnectionPool]:
+    pool = create_pool(Settings(database_url=database_url, pool_min_size=1, pool_max_size=max_size))
+    pool.open(wait=True)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
 def repo(clean_db: str) -> Iterator[ItemRepository]:
-    pool = create_pool(Settings(database_url=clean_db, pool_min_size=1, pool_max_size=8))
-    pool.open(wait=True)
-    yield ItemRepository(pool)
-    pool.close()
+    with _open_pool(clean_db, max_size=8) as pool:
+        yield ItemRepository(pool)
+
+
+@pytest.fixture
+def one_connection_pool(clean_db: str) -> Iterator[ConnectionPool]:
+    """A pool holding a single connection: every call lands on the same session."""
+    with _open_pool(clean_db, max_size=1) as pool:
+        yield pool
 
 
 def new(repo: ItemRepository, **fields) -> dict:
@@ -45,53 +62,41 @@ def test_get_missing_item_raises_not_found(repo):
         repo.get(12345)
 
 
-def test_get_survives_its_prepared_statement_being_deallocated(clean_db):
+def test_get_survives_its_prepared_statement_being_deallocated(one_connection_pool, sql):
     # A pooler or a DISCARD ALL can drop a session's prepared statements behind our back.
-    pool = create_pool(Settings(database_url=clean_db, pool_min_size=1, pool_max_size=1))
-    pool.open(wait=True)
-    try:
-        repo = ItemRepository(pool)
-        item = new(repo)
-        assert repo.get(item["id"]) == item  # prepared on the pool's only connection
-        with pool.connection() as conn:
-            conn.execute("DEALLOCATE ALL")
-        assert repo.get(item["id"]) == item
-    finally:
-        pool.close()
+    repo = ItemRepository(one_connection_pool)
+    item = new(repo)
+    assert repo.get(item["id"]) == item  # prepared on the pool's only connection
+    [backend] = api_backends(sql)
+    with one_connection_pool.connection() as conn:
+        conn.execute("DEALLOCATE ALL")
+    assert repo.get(item["id"]) == item
+    assert api_backends(sql) == [backend]  # the same session, prepared again
 
 
-def test_a_read_whose_connection_dies_under_it_is_retried_once(clean_db):
-    pool = create_pool(Settings(database_url=clean_db, pool_min_size=1, pool_max_size=1))
-    pool.open(wait=True)
-    try:
-        repo = ItemRepository(pool)
-        item = new(repo)
+def test_a_read_whose_connection_dies_under_it_is_retried_once(one_connection_pool, clean_db):
+    repo = ItemRepository(one_connection_pool)
+    item = new(repo)
+    read: dict = {}
+    with psycopg.connect(clean_db) as locker, psycopg.connect(clean_db, autocommit=True) as admin:
+        locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        reader = threading.Thread(target=lambda: read.update(row=repo.get(item["id"])))
+        reader.start()
+        wait_until(lambda: len(api_backends(admin, waiting=True)) == 1, 10, "the read to block")
+        [first] = api_backends(admin, waiting=True)
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        wait_until(lambda: api_backends(admin, waiting=True) not in ([], [first]), 10, "the retry")
+        locker.rollback()
+    reader.join(10)
+    assert read["row"] == item
 
-        def api_backends_waiting() -> list[int]:
-            with psycopg.connect(clean_db) as conn:
-                rows = conn.execute(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE application_name = 'itemsapi' AND wait_event_type = 'Lock'"
-                )
-                return [row[0] for row in rows]
 
-        read: dict = {}
-        with psycopg.connect(clean_db) as locker:  # holds the lock until its transaction ends
-            locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-            reader = threading.Thread(target=lambda: read.update(row=repo.get(item["id"])))
-            reader.start()
-            wait_until(lambda: len(api_backends_waiting()) == 1, 10, "the read to block")
-            [first] = api_backends_waiting()
-            with psycopg.connect(clean_db, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (first,))
-            wait_until(
-                lambda: api_backends_waiting() not in ([], [first]), 10, "the retry to block"
-            )
-            locker.rollback()
-        reader.join(10)
-        assert read["row"] == item
-    finally:
-        pool.close()
+def api_backends(conn: psycopg.Connection, waiting: bool = False) -> list[int]:
+    """Server pids of the pool's sessions (optionally only those waiting on a lock)."""
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = 'itemsapi'"
+    if waiting:
+        query += " AND wait_event_type = 'Lock'"
+    return [pid for (pid,) in conn.cursor(row_factory=psycopg.rows.tuple_row).execute(query)]
 
 
 def test_replace_resets_omitted_fields_and_bumps_version(repo):
