@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, pq, sql
 from psycopg.adapt import PyFormat, Transformer
+from psycopg.postgres import types as postgres_types
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -213,10 +214,13 @@ class _OneCallStatement:
             raise ValueError(f"a parameter of {text!r} is not among {params}")
         self._name = name.encode()
         self._text = text.encode()
+        self._params = tuple(params)
         self._types = [_PARAMETER_TYPES[param] for param in params]
         self._prepared_on: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
-    def run(self, conn: psycopg.Connection, values: Sequence[Any]) -> list[Row]:
+    def run(self, conn: psycopg.Connection, params: Mapping[str, Any]) -> list[Row]:
+        """Run with the named parameters the statement's placeholders name; rows as dicts."""
+        values = [params[param] for param in self._params]
         adapters = Transformer(conn)
         dumped = adapters.dump_sequence(values, [PyFormat.TEXT] * len(values))
         result = self._execute(conn, dumped)
@@ -253,11 +257,17 @@ def _sqlstate(result: pq.abc.PGresult) -> str:
     return (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
 
 
-# pg_type oids of the statements' parameters, declared when they are prepared
+def _oid(type_name: str) -> int:
+    return postgres_types[type_name].oid
+
+
+# The types of the statements' parameters, declared when they are prepared (pg_type oids)
 _PARAMETER_TYPES = {
-    "id": 20, "name": 25, "description": 25, "price": 1700, "quantity": 23, "attributes": 3802,
-    "versions": 1016,  # bigint[]
-    "q": 25, "min_price": 1700, "max_price": 1700, "after_id": 20, "limit": 20,
+    "id": _oid("int8"), "name": _oid("text"), "description": _oid("text"),
+    "price": _oid("numeric"), "quantity": _oid("int4"), "attributes": _oid("jsonb"),
+    "versions": postgres_types["int8"].array_oid,
+    "q": _oid("text"), "min_price": _oid("numeric"), "max_price": _oid("numeric"),
+    "after_id": _oid("int8"), "limit": _oid("int8"),
     "after_key": 0,  # the sort column's type: left for the server to infer
 }  # fmt: skip
 _statement_numbers = itertools.count(1)
@@ -283,12 +293,11 @@ class ItemRepository:
     def create(self, values: Mapping[str, Any]) -> Row:
         params = _with_jsonb(values)
         statement = _one_call(_text(insert_statement), WRITABLE_COLUMNS)
-        row = [params[column] for column in WRITABLE_COLUMNS]
-        return self._write(lambda conn: statement.run(conn, row)[0])
+        return self._write(lambda conn: statement.run(conn, params)[0])
 
     def get(self, item_id: int) -> Row:
         def fetch(conn: psycopg.Connection) -> Row:
-            rows = _one_call(_text(select_statement), ("id",)).run(conn, [item_id])
+            rows = _one_call(_text(select_statement), ("id",)).run(conn, {"id": item_id})
             if not rows:
                 raise ItemNotFound(item_id)
             return rows[0]
@@ -298,7 +307,7 @@ class ItemRepository:
     def list(self, query: ListQuery) -> Page:
         statement, params = list_statement(query)
         one_call = _one_call(statement.as_string(), tuple(params))
-        rows = self._read(lambda conn: one_call.run(conn, list(params.values())))
+        rows = self._read(lambda conn: one_call.run(conn, params))
         if len(rows) <= query.limit:
             return Page(rows, None)
         rows = rows[: query.limit]
@@ -339,7 +348,7 @@ class ItemRepository:
         one_call = _one_call(statement, tuple(params))
 
         def run(conn: psycopg.Connection) -> Row:
-            rows = one_call.run(conn, list(params.values()))
+            rows = one_call.run(conn, params)
             if rows:
                 return rows[0]
             # Nothing matched: tell a missing item from a stale If-Match.
