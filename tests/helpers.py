@@ -9,6 +9,7 @@ from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from flask.testing import FlaskClient
 
 
@@ -81,3 +82,25 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
             pass
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class TableLock:
+    """While held, a transaction has ACCESS EXCLUSIVE on items: every statement on it waits."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url)
+
+    def hold(self) -> None:
+        self.conn.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        self.conn.rollback()
+
+
+def api_backends(database_url: str, *, waiting_on_lock: bool = False) -> list[int]:
+    """Server pids of the API's pooled sessions (optionally only those waiting on a lock)."""
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = 'itemsapi'"
+    if waiting_on_lock:
+        query += " AND wait_event_type = 'Lock'"
+    with psycopg.connect(database_url) as conn:
+        return [pid for (pid,) in conn.execute(query)]

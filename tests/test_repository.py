@@ -16,7 +16,7 @@ from itemsapi.db import create_pool
 from itemsapi.exceptions import ConstraintViolation, ItemNotFound, PreconditionFailed
 from itemsapi.repository import ItemRepository, ListQuery
 from itemsapi.schemas import validate_write
-from tests.helpers import wait_until
+from tests.helpers import TableLock, api_backends, wait_until
 
 
 @contextmanager
@@ -62,41 +62,41 @@ def test_get_missing_item_raises_not_found(repo):
         repo.get(12345)
 
 
-def test_get_survives_its_prepared_statement_being_deallocated(one_connection_pool, sql):
+def test_get_survives_its_prepared_statement_being_deallocated(one_connection_pool, clean_db):
     # A pooler or a DISCARD ALL can drop a session's prepared statements behind our back.
     repo = ItemRepository(one_connection_pool)
     item = new(repo)
     assert repo.get(item["id"]) == item  # prepared on the pool's only connection
-    [backend] = api_backends(sql)
+    [backend] = api_backends(clean_db)
     with one_connection_pool.connection() as conn:
         conn.execute("DEALLOCATE ALL")
     assert repo.get(item["id"]) == item
-    assert api_backends(sql) == [backend]  # the same session, prepared again
+    assert api_backends(clean_db) == [backend]  # the same session, prepared again
 
 
 def test_a_read_whose_connection_dies_under_it_is_retried_once(one_connection_pool, clean_db):
     repo = ItemRepository(one_connection_pool)
     item = new(repo)
     read: dict = {}
-    with psycopg.connect(clean_db) as locker, psycopg.connect(clean_db, autocommit=True) as admin:
-        locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # held until rollback
+    lock = TableLock(clean_db)
+    try:
+        lock.hold()
         reader = threading.Thread(target=lambda: read.update(row=repo.get(item["id"])))
         reader.start()
-        wait_until(lambda: len(api_backends(admin, waiting=True)) == 1, 10, "the read to block")
-        [first] = api_backends(admin, waiting=True)
-        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
-        wait_until(lambda: api_backends(admin, waiting=True) not in ([], [first]), 10, "the retry")
-        locker.rollback()
+
+        def waiting() -> list[int]:
+            return api_backends(clean_db, waiting_on_lock=True)
+
+        wait_until(lambda: len(waiting()) == 1, 10, "the read to block")
+        [first] = waiting()
+        with psycopg.connect(clean_db, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        wait_until(lambda: waiting() not in ([], [first]), 10, "the retry to block")
+        lock.release()
+    finally:
+        lock.conn.close()
     reader.join(10)
     assert read["row"] == item
-
-
-def api_backends(conn: psycopg.Connection, waiting: bool = False) -> list[int]:
-    """Server pids of the pool's sessions (optionally only those waiting on a lock)."""
-    query = "SELECT pid FROM pg_stat_activity WHERE application_name = 'itemsapi'"
-    if waiting:
-        query += " AND wait_event_type = 'Lock'"
-    return [pid for (pid,) in conn.cursor(row_factory=psycopg.rows.tuple_row).execute(query)]
 
 
 def test_replace_resets_omitted_fields_and_bumps_version(repo):

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import free_port
-from tests.helpers import http, item_payload, wait_until
+from tests.helpers import TableLock, api_backends, http, item_payload, wait_until
 from tests.pgcluster import Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -52,19 +52,6 @@ def json_lines(server) -> list[dict]:
     return [json.loads(line) for line in server.log_lines()]  # any non-JSON line fails here
 
 
-class TableLock:
-    """While held, a transaction has ACCESS EXCLUSIVE on items: every statement on it waits."""
-
-    def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(url)
-
-    def hold(self) -> None:
-        self.conn.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-
-    def release(self) -> None:
-        self.conn.rollback()
-
-
 @pytest.fixture
 def table_lock(cluster) -> Iterator[TableLock]:
     lock = TableLock(cluster.url)
@@ -73,11 +60,7 @@ def table_lock(cluster) -> Iterator[TableLock]:
 
 
 def api_backends_waiting_on_lock(cluster) -> int:
-    with psycopg.connect(cluster.url) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'itemsapi' AND wait_event_type = 'Lock'"
-        ).fetchone()[0]
+    return len(api_backends(cluster.url, waiting_on_lock=True))
 
 
 def test_starts_with_the_database_down_and_becomes_ready_by_itself(cluster, start_server):
