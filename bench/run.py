@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -225,23 +226,30 @@ def deep_page(url: str, rows: int) -> str:
 
 
 def wrk(url: str, script: str | None, args: argparse.Namespace, server_pid: int) -> dict:
-    command = ["wrk", "-t", "1", "-c", str(args.connections), "-d", f"{args.duration}s",
-               "--latency"]  # fmt: skip
-    if script:
-        command += ["-s", str(HERE / "wrk" / script)]
+    command = wrk_command(url, script, args.connections, args.duration)
     env = {**os.environ, "BENCH_ROWS": str(args.rows)}
-    runner = subprocess.Popen([*command, url], stdout=subprocess.PIPE, text=True, env=env)
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     peak = 0
     while runner.poll() is None:
         peak = max(peak, tree_rss_kib(server_pid))
         time.sleep(0.2)
-    out = runner.stdout.read()
+    return {**wrk_result(runner.stdout.read()), "peak_rss_mib": round(peak / 1024, 1)}
+
+
+def wrk_command(url: str, script: str | None, connections: int, seconds: int) -> list[str]:
+    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    if script:
+        command += ["-s", str(HERE / "wrk" / script)]
+    return [*command, url]
+
+
+def wrk_result(out: str) -> dict:
     return {
+        "requests": int(re.search(r"(\d+) requests in", out)[1]),
         "rps": round(float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])),
         "p50_ms": to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1]),
         "p99_ms": to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1]),
         "errors": errors(out),
-        "peak_rss_mib": round(peak / 1024, 1),
     }
 
 
@@ -262,17 +270,31 @@ def to_ms(value: str) -> float:
 
 def tree_rss_kib(pid: int) -> int:
     """RSS of a process and its children (Granian's workers), from /proc."""
-    total, pending = 0, [pid]
+    sizes = (re.search(r"VmRSS:\s+(\d+)", status) for status in tree_proc_files(pid, "status"))
+    return sum(int(size[1]) for size in sizes if size)  # a zombie has no VmRSS
+
+
+def tree_proc_files(pid: int, name: str) -> Iterator[str]:
+    """/proc/<pid>/<name> of a process and each of its descendants that is still there."""
+    for process in process_tree(pid):
+        try:
+            yield Path(f"/proc/{process}/{name}").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants, from /proc (those that exited meanwhile left out)."""
+    found, pending = [], [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status)[1])
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-            pending.extend(map(int, children))
-        except (FileNotFoundError, ProcessLookupError, TypeError):
+        except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
+        found.append(current)
+        pending.extend(map(int, children))
+    return found
 
 
 def report(results: dict) -> None:
