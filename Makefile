@@ -10,7 +10,7 @@ COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --s
 LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
 	tools/requirements-pgadmin.txt
 
-.PHONY: run test lint format lock tools chromium wrk bench clean
+.PHONY: run test lint format lock tools chromium wrk bench paired clean
 
 run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
@@ -23,6 +23,10 @@ test: $(VENV)/.dev tools
 # The benchmark (not a test): see the README's Performance section.
 bench: $(VENV)/.dev wrk
 	$(BIN)/python bench/run.py
+
+# Two builds side by side, for measuring a change: make paired BASE=main [SCENARIO=post]
+paired: $(VENV)/.dev wrk
+	$(BIN)/python -m bench.paired $(or $(BASE),HEAD) --scenario $(or $(SCENARIO),get)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests bench

@@ -1,5 +1,6 @@
-"""`make bench` keeps working: a tiny run produces a complete report with no failed requests.
-(It measures nothing here: timing goals live in the benchmark, never in a test.)"""
+"""`make bench` and `make paired` keep working: tiny runs produce complete reports with no
+failed requests. (They measure nothing here: timing goals live in the benchmark, never in a
+test.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bench.paired import Build, checked
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +38,30 @@ def test_benchmark_runs_end_to_end_and_reports_every_scenario(tmp_path):
         assert 0 < scenario["p50_ms"] <= scenario["p99_ms"], name
     assert report["settings"]["rows"] == 2000
     assert "| get |" in result.stdout  # the markdown table for the README
+
+
+def test_paired_comparison_measures_both_builds_in_every_round(tmp_path):
+    out = tmp_path / "paired.json"
+    env_path = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.paired", "HEAD", "--rounds", "2", "--duration", "1",
+         "--warmup", "1", "--rows", "2000", "--out", str(out)],
+        cwd=ROOT, env=env_path, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["builds"] == ["HEAD", "working-tree"]
+    assert len(report["rounds"]) == 2
+    for measured in report["rounds"]:
+        assert set(measured) == {"HEAD", "working-tree"}
+        for build in measured.values():
+            assert build["errors"] == 0, measured
+            assert build["requests"] > 0, measured
+            assert build["cpu_us_per_request"] > 0, measured
+    assert "spent less CPU per request in" in result.stdout
+
+
+def test_paired_comparison_refuses_a_build_the_server_would_not_import(tmp_path):
+    (tmp_path / "src").mkdir()  # no itemsapi inside: the installed one would be imported
+    with pytest.raises(SystemExit, match="would import"):
+        checked(Build("elsewhere", tmp_path / "src"))
