@@ -1,4 +1,5 @@
-"""The application factory: `itemsapi.app:create_app` (Granian calls it once per worker)."""
+"""The application factory: `itemsapi.app:create_app` (Granian calls it once per worker, through
+`itemsapi.cli:worker_app`)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -11,12 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from flask import Flask
 
 from itemsapi import db, embedded
 from itemsapi import logging as json_logging
 from itemsapi.config import ConfigError, Settings, env_name
 
-APP_FACTORY = "itemsapi.app:create_app"
+APP_FACTORY = "itemsapi.cli:worker_app"
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,20 @@ def serve(
     _check_connection_budget(settings, database_url)
     with _metrics_folder():
         _granian(settings)
+
+
+def worker_app() -> Flask:
+    """The app factory Granian calls in each worker process.
+
+    A terminal's Ctrl-C sends SIGINT to every process of the server at once. A worker that gets
+    it together with the main process's SIGTERM sometimes misses both (a race in Granian's
+    worker: the second signal can land on a thread other than the one waiting for a stop) and
+    is killed after the shutdown timeout. So workers block SIGINT, in every thread they will
+    start, and take their stop from the main process alone, as under docker stop."""
+    from itemsapi.app import create_app  # here: the metrics folder exists only once serving
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return create_app()
 
 
 def _granian(settings: Settings) -> None:

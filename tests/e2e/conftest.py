@@ -64,9 +64,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         if command is None:
             command = [sys.executable, "-m", "itemsapi", "serve", "--port", str(port), *args]
         with log_path.open("wb") as log:
+            # A process group of its own, as a server started from a terminal has: tests can
+            # signal it the way Ctrl-C does, and pytest's own Ctrl-C does not reach it.
             process = subprocess.Popen(
-                command, env=environment, stdout=log, stderr=subprocess.STDOUT
-            )
+                command, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         server = Server(f"http://127.0.0.1:{port}", process, log_path)
         servers.append(server)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -246,6 +250,40 @@ def test_sigterm_under_load_loses_no_acknowledged_write(cluster, start_server):
     assert all(f in ("ConnectionRefusedError", "ConnectionResetError", "RemoteDisconnected",
                      "BrokenPipeError") for f in failures), failures  # fmt: skip
     json_lines(server)
+
+
+def worker_pids(server) -> list[int]:
+    main = server.process.pid
+    return [int(pid) for pid in Path(f"/proc/{main}/task/{main}/children").read_text().split()]
+
+
+def blocked_signals(pid: int, thread: str) -> int:
+    status = Path(f"/proc/{pid}/task/{thread}/status").read_text()
+    return int(re.search(r"^SigBlk:\s+([0-9a-f]+)$", status, re.M)[1], 16)
+
+
+def test_workers_take_their_stop_from_the_main_process_only(cluster, start_server):
+    server = start_server(cluster.url, "--workers", "2")
+    workers = worker_pids(server)
+    assert len(workers) == 2
+    sigint = 1 << (signal.SIGINT - 1)
+    for pid in workers:
+        threads = os.listdir(f"/proc/{pid}/task")
+        assert len(threads) > 1  # Granian's and the pool's threads, all started by now
+        for thread in threads:
+            assert blocked_signals(pid, thread) & sigint, (pid, thread)
+    main = str(server.process.pid)
+    assert not blocked_signals(server.process.pid, main) & sigint  # Ctrl-C still reaches it
+
+
+def test_ctrl_c_stops_the_server_and_every_worker_at_once(cluster, start_server):
+    server = start_server(cluster.url, "--workers", "2")
+    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    os.killpg(server.process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    assert server.process.wait(timeout=5) == 0  # not the shutdown timeout's 10 s
+    messages = [line["message"] for line in json_lines(server)]
+    assert messages.count("Stopping worker-1") + messages.count("Stopping worker-2") == 2
+    assert not [m for m in messages if "refused to gracefully stop" in m]
 
 
 def test_metrics_are_summed_over_two_workers(cluster, start_server):
