@@ -79,10 +79,10 @@ def worker_app() -> Flask:
     """The app factory Granian calls in each worker process.
 
     A terminal's Ctrl-C sends SIGINT to every process of the server at once. A worker that gets
-    it together with the main process's SIGTERM sometimes misses both (a race in Granian's
-    worker: the second signal can land on a thread other than the one waiting for a stop) and
-    is killed after the shutdown timeout. So workers block SIGINT, in every thread they will
-    start, and take their stop from the main process alone, as under docker stop."""
+    it together with the main process's SIGTERM sometimes misses both and is killed after the
+    shutdown timeout (Granian's race: a bare Granian app shows it too; README, Shutdown). So
+    workers block SIGINT, in every thread they will start, and take their stop from the main
+    process alone, as under docker stop."""
     from itemsapi.app import create_app  # here: the metrics folder exists only once serving
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
