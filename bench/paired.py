@@ -71,7 +71,10 @@ def main() -> None:
                   export(args.changed, Path(folder) / "changed")]  # fmt: skip
         url = database_url()
         load(url, args.rows)
-        rounds = [measure_round(number, builds, url, args) for number in range(args.rounds)]
+        path, script, _ = SCENARIOS[args.scenario]
+        path = path or deep_page(url, args.rows)  # one page for every round
+        rounds = [measure_round(number, builds, url, path, script, args)
+                  for number in range(args.rounds)]  # fmt: skip
     settings = {name: value for name, value in vars(args).items() if name != "out"}
     results = {"scenario": args.scenario, "settings": settings,
                "builds": [b.label for b in builds], "rounds": rounds}  # fmt: skip
@@ -109,7 +112,10 @@ def server_env(build: Build, database: str) -> dict[str, str]:
             "DATABASE_URL": database, "ITEMSAPI_LOG_LEVEL": "INFO"}  # fmt: skip
 
 
-def measure_round(number: int, builds: list[Build], url: str, args: argparse.Namespace) -> dict:
+def measure_round(
+    number: int, builds: list[Build], url: str, path: str, script: str | None,
+    args: argparse.Namespace,
+) -> dict:  # fmt: skip
     order = builds if number % 2 == 0 else builds[::-1]
     servers = {}
     try:
@@ -117,8 +123,6 @@ def measure_round(number: int, builds: list[Build], url: str, args: argparse.Nam
             servers[build.label] = start(build, url)
         for _, base_url in servers.values():
             wait_for(f"{base_url}/ready")
-        path, script, _ = SCENARIOS[args.scenario]
-        path = path or deep_page(url, args.rows)
         drive(servers, path, script, args.warmup, args)
         before = {label: cpu_seconds(process.pid) for label, (process, _) in servers.items()}
         outputs = drive(servers, path, script, args.duration, args)
