@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
+from psycopg import sql as pgsql
 
 from itemsapi import db, embedded
 from itemsapi.app import close_app, create_app
@@ -61,6 +64,17 @@ def clean_db(database_url: str) -> str:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE items RESTART IDENTITY")
     return database_url
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[str]:
+    """A database of its own on the test server, without the schema; dropped afterwards."""
+    name = f"empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    yield urlsplit(database_url)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(name)))
 
 
 @pytest.fixture

@@ -1,8 +1,13 @@
 """The `itemsapi` command."""
 
+import logging
+
 import psycopg
 
+from itemsapi import cli
 from itemsapi.cli import main
+from itemsapi.config import Settings
+from itemsapi.repository import inspect_server
 
 
 def test_init_db_applies_the_schema_idempotently(runner, clean_db, monkeypatch):
@@ -33,3 +38,38 @@ def test_serve_options_are_validated_like_the_environment(runner, monkeypatch):
     result = runner.invoke(main, ["serve", "--workers", "0"])
     assert result.exit_code != 0
     assert "ITEMSAPI_WORKERS must be >= 1" in result.output
+
+
+def _start_check_records(caplog, settings: Settings) -> list[logging.LogRecord]:
+    with caplog.at_level(logging.INFO, logger="itemsapi.cli"):
+        cli._check_database(settings, settings.database_url)
+    return [r for r in caplog.records if r.name == "itemsapi.cli"]
+
+
+def test_serve_start_check_names_a_missing_schema(empty_database, caplog):
+    records = _start_check_records(caplog, Settings(database_url=empty_database))
+    errors = [r for r in records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "itemsapi init-db" in errors[0].getMessage()
+
+
+def test_serve_start_check_weighs_the_pools_against_max_connections(clean_db, caplog):
+    allowed = inspect_server(clean_db).connections_allowed
+    too_many = Settings(database_url=clean_db, workers=2, pool_max_size=allowed)
+    (warning,) = _start_check_records(caplog, too_many)
+    assert warning.levelno == logging.WARNING
+    assert "exceeds" in warning.getMessage()
+    assert (warning.connections_needed, warning.connections_allowed) == (2 * allowed, allowed)
+
+    caplog.clear()
+    fits = Settings(database_url=clean_db, workers=1, pool_max_size=allowed)
+    (info,) = _start_check_records(caplog, fits)
+    assert info.levelno == logging.INFO
+    assert "fits" in info.getMessage()
+
+
+def test_serve_start_check_of_an_unreachable_database_warns_and_lets_it_serve(caplog):
+    url = "postgresql://postgres@/x?host=/nonexistent&port=1"
+    (warning,) = _start_check_records(caplog, Settings(database_url=url))
+    assert warning.levelno == logging.WARNING
+    assert "serving anyway" in warning.getMessage()

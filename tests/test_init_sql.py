@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from itemsapi import embedded
 from itemsapi.db import schema_path
@@ -19,16 +15,6 @@ from itemsapi.db import schema_path
 
 def psql_binary() -> str:
     return shutil.which("psql") or embedded.program("psql")
-
-
-@pytest.fixture
-def empty_database(database_url: str) -> Iterator[str]:
-    name = f"init_sql_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield make_conninfo(database_url, dbname=name)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def run_psql(conninfo: str) -> subprocess.CompletedProcess:

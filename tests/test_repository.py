@@ -12,9 +12,15 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
-from itemsapi.db import create_pool
-from itemsapi.exceptions import ConstraintViolation, ItemNotFound, PreconditionFailed
-from itemsapi.repository import ItemRepository, ListQuery
+from itemsapi.db import apply_schema, create_pool
+from itemsapi.exceptions import (
+    ConstraintViolation,
+    DatabaseUnavailable,
+    ItemNotFound,
+    PreconditionFailed,
+    SchemaMissing,
+)
+from itemsapi.repository import ItemRepository, ListQuery, ServerFacts, inspect_server
 from itemsapi.schemas import validate_write
 from tests.helpers import TableLock, api_backends, wait_until
 
@@ -225,3 +231,43 @@ def test_a_column_outside_the_allow_list_never_reaches_sql(repo):
     with pytest.raises(ValueError, match="not writable"):
         repo.patch(item["id"], {"version": 99}, None)
     assert repo.get(item["id"])["version"] == 1
+
+
+def test_without_the_schema_ping_and_item_statements_raise_schema_missing(empty_database):
+    with _open_pool(empty_database, max_size=1) as pool:
+        repo = ItemRepository(pool)
+        with pytest.raises(SchemaMissing):
+            repo.ping(timeout=2)
+        with pytest.raises(SchemaMissing):
+            repo.get(1)
+        with pytest.raises(SchemaMissing):
+            new(repo)
+        apply_schema(empty_database)
+        repo.ping(timeout=2)  # no restart needed: nothing was prepared while it was missing
+        assert new(repo)["id"] == 1
+
+
+def test_a_schema_without_the_merge_function_is_not_in_place(repo, sql):
+    item = new(repo)
+    sql.execute("DROP FUNCTION jsonb_merge_patch(jsonb, jsonb)")
+    try:
+        with pytest.raises(SchemaMissing):
+            repo.ping(timeout=2)
+        with pytest.raises(SchemaMissing):
+            repo.patch(item["id"], {"attributes": {"a": 1}}, None)
+    finally:
+        apply_schema(sql.info.dsn)
+    repo.ping(timeout=2)
+
+
+def test_inspect_server_reports_the_connection_limit_and_the_schema(database_url, empty_database):
+    with psycopg.connect(database_url) as conn:
+        limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+        reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+    assert inspect_server(database_url) == ServerFacts(limit - reserved, schema_in_place=True)
+    assert inspect_server(empty_database) == ServerFacts(limit - reserved, schema_in_place=False)
+
+
+def test_inspect_server_of_an_unreachable_server_is_database_unavailable():
+    with pytest.raises(DatabaseUnavailable):
+        inspect_server("postgresql://postgres@/x?host=/nonexistent&port=1")

@@ -17,6 +17,8 @@ from flask import Flask
 from itemsapi import db, embedded
 from itemsapi import logging as json_logging
 from itemsapi.config import ConfigError, Settings, env_name
+from itemsapi.exceptions import DatabaseUnavailable
+from itemsapi.repository import inspect_server
 
 APP_FACTORY = "itemsapi.cli:worker_app"
 
@@ -70,7 +72,7 @@ def serve(
     json_logging.configure(settings.log_level)
     # Workers are forked from this process and read DATABASE_URL in the app factory.
     os.environ["DATABASE_URL"] = database_url = _database_url(settings)
-    _check_connection_budget(settings, database_url)
+    _check_database(settings, database_url)
     with _metrics_folder():
         _granian(settings)
 
@@ -130,30 +132,30 @@ def _metrics_folder() -> Iterator[None]:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
-def _check_connection_budget(settings: Settings, database_url: str) -> None:
-    """Warn when the workers' pools could open more connections than the server allows."""
-    import psycopg
-
-    budget = settings.workers * settings.pool_max_size
+def _check_database(settings: Settings, database_url: str) -> None:
+    """Say at start what would make requests fail later: no schema, or workers whose pools
+    could open more connections than the server allows. Serves either way: /ready tells."""
     try:
-        with psycopg.connect(database_url, connect_timeout=3, autocommit=True) as conn:
-            allowed = conn.execute(
-                "SELECT current_setting('max_connections')::int"
-                " - current_setting('superuser_reserved_connections')::int"
-            ).fetchone()[0]
-    except psycopg.Error as exc:
+        facts = inspect_server(database_url)
+    except DatabaseUnavailable as exc:
         log.warning(
             "database not reachable at start; serving anyway, /ready reports when it is",
-            extra={"error": str(exc).strip()},
+            extra={"error": str(exc)},
         )
         return
+    if not facts.schema_in_place:
+        log.error(
+            "the database has no itemsapi schema; item requests get 503 and /ready says "
+            "SchemaMissing until `itemsapi init-db` applies sql/init.sql"
+        )
+    budget = settings.workers * settings.pool_max_size
     extra = {
         "workers": settings.workers,
         "pool_max_size": settings.pool_max_size,
         "connections_needed": budget,
-        "connections_allowed": allowed,
+        "connections_allowed": facts.connections_allowed,
     }
-    if budget > allowed:
+    if budget > facts.connections_allowed:
         log.warning("workers x pool max size exceeds the server's max_connections", extra=extra)
     else:
         log.info("connection budget fits the server", extra=extra)

@@ -31,14 +31,23 @@ class Conflict(ItemsError):
 
 
 class DatabaseUnavailable(ItemsError):
-    """No usable connection could be had in time: the pool is exhausted or the server is down.
+    """The database cannot serve requests now: the pool is exhausted, the server is down, or
+    the schema is not in place.
 
-    `kind` says which: "pool_timeout" (no connection within the pool timeout) or "connection"
-    (the server refused or dropped the connection)."""
+    `kind` says which: "pool_timeout" (no connection within the pool timeout), "connection"
+    (the server refused or dropped the connection) or "schema" (see SchemaMissing)."""
 
     def __init__(self, message: str, kind: str = "connection") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class SchemaMissing(DatabaseUnavailable):
+    """The database answers but sql/init.sql has not been applied to it (or only an older
+    version): every item request would fail until an operator runs `itemsapi init-db`."""
+
+    def __init__(self) -> None:
+        super().__init__("the itemsapi schema is not in place: run `itemsapi init-db`", "schema")
 
 
 class QueryTimeout(ItemsError):

@@ -32,6 +32,7 @@ from itemsapi.exceptions import (
     ItemNotFound,
     PreconditionFailed,
     QueryTimeout,
+    SchemaMissing,
 )
 
 log = logging.getLogger(__name__)
@@ -331,9 +332,12 @@ class ItemRepository:
         self._change(item_id, statement, {}, versions)
 
     def ping(self, timeout: float) -> None:
-        """One round trip on a pooled connection, waiting at most `timeout` for the pool."""
+        """One round trip on a pooled connection, waiting at most `timeout` for the pool, that
+        also asks whether the schema is in place: without it every item request would fail."""
         with self._connection(timeout) as conn:
-            conn.execute("SELECT 1")
+            row = conn.execute(f"SELECT {_SCHEMA_IN_PLACE} AS in_place").fetchone()
+        if not row["in_place"]:
+            raise SchemaMissing()
 
     def _change(
         self,
@@ -386,6 +390,10 @@ class ItemRepository:
             raise DatabaseUnavailable("no database connection available", "pool_timeout") from exc
         except errors.QueryCanceled as exc:
             raise QueryTimeout("statement timed out") from exc
+        except (errors.UndefinedTable, errors.UndefinedColumn, errors.UndefinedFunction) as exc:
+            # The statements are fixed: an object they name is missing only when the database
+            # lacks sql/init.sql (or has an older one).
+            raise SchemaMissing() from exc
         except errors.UniqueViolation as exc:
             raise Conflict(exc.diag.message_primary or "conflict") from exc
         except (errors.IntegrityError, errors.DataError) as exc:
@@ -407,3 +415,31 @@ def _constraint_message(exc: psycopg.Error) -> str:
     # The constraint's name says which rule was broken without quoting any SQL or data.
     name = exc.diag.constraint_name
     return f"violates {name}" if name else "value out of range for its column"
+
+
+# --- the server as a whole ----------------------------------------------------------------
+
+# What the item statements need from sql/init.sql (the trigram index is optional).
+_SCHEMA_IN_PLACE = (
+    "to_regclass('items') IS NOT NULL"
+    " AND to_regprocedure('jsonb_merge_patch(jsonb, jsonb)') IS NOT NULL"
+)
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    connections_allowed: int  # max_connections less the connections reserved for superusers
+    schema_in_place: bool
+
+
+def inspect_server(database_url: str) -> ServerFacts:
+    """What `itemsapi serve` checks once before it starts, on a connection of its own."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=3, autocommit=True) as conn:
+            allowed, in_place = conn.execute(
+                "SELECT current_setting('max_connections')::int"
+                f" - current_setting('superuser_reserved_connections')::int, {_SCHEMA_IN_PLACE}"
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(str(exc).strip()) from exc
+    return ServerFacts(connections_allowed=allowed, schema_in_place=in_place)

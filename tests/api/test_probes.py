@@ -1,4 +1,8 @@
-"""Probes through the test client, database up. (Outages are tested end to end.)"""
+"""Probes through the test client: database up, unreachable, or without the schema. (Outages
+while serving are tested end to end.)"""
+
+from itemsapi.app import close_app, create_app
+from itemsapi.db import apply_schema
 
 
 def test_live_is_ok(client):
@@ -28,8 +32,6 @@ def test_health_reports_database_and_pool(client):
 
 
 def test_probes_report_unavailable_when_the_database_cannot_be_reached(clean_db):
-    from itemsapi.app import close_app, create_app
-
     # A server that is not there: nothing listens on this socket directory.
     app = create_app(
         {
@@ -51,5 +53,38 @@ def test_probes_report_unavailable_when_the_database_cannot_be_reached(clean_db)
         assert item.status_code == 503
         assert item.mimetype == "application/problem+json"
         assert item.headers["Retry-After"]
+    finally:
+        close_app(app)
+
+
+def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(empty_database):
+    app = create_app({"database_url": empty_database, "ready_timeout": 2})
+    try:
+        client = app.test_client()
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.get_json() == {"status": "unavailable", "reason": "SchemaMissing"}
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert health.get_json()["checks"]["database"]["error"] == "SchemaMissing"
+        for method, path, body in [
+            ("GET", "/items/1", None),
+            ("GET", "/items?sort=-price&q=a", None),
+            ("POST", "/items", {"name": "x"}),
+            ("PUT", "/items/1", {"name": "x"}),
+            ("PATCH", "/items/1", {"attributes": {"a": 1}}),
+            ("DELETE", "/items/1", None),
+        ]:
+            response = client.open(path, method=method, json=body)
+            assert response.status_code == 503, (method, path, response.get_data(as_text=True))
+            assert response.mimetype == "application/problem+json"
+            assert response.get_json()["type"].endswith(":database-unavailable")
+            assert response.headers["Retry-After"]
+
+        apply_schema(empty_database)  # as `itemsapi init-db` would, while the app runs
+        assert client.get("/ready").status_code == 200
+        created = client.post("/items", json={"name": "x"})
+        assert created.status_code == 201
+        assert client.get(created.headers["Location"]).status_code == 200
     finally:
         close_app(app)

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -83,6 +85,29 @@ def test_starts_with_the_database_down_and_becomes_ready_by_itself(cluster, star
     wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 30, "ready")
     assert http("POST", f"{server.url}/items", item_payload()).status == 201
     assert cluster.item_ids() == {1}
+
+
+def test_without_the_schema_it_says_so_and_serves_once_init_db_has_run(
+    empty_database, start_server
+):
+    server = start_server(empty_database, "--workers", "2", wait="live")
+    ready = http("GET", f"{server.url}/ready")
+    assert_unavailable(ready)
+    assert ready.json()["reason"] == "SchemaMissing"
+    for _ in range(6):  # both workers meet the missing table
+        assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
+    (error,) = [line for line in json_lines(server) if line["level"] == "ERROR"]
+    assert "itemsapi init-db" in error["message"]
+
+    init = subprocess.run(
+        [sys.executable, "-m", "itemsapi", "init-db"],
+        env={**os.environ, "DATABASE_URL": empty_database},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 10, "ready")
+    statuses = [http("POST", f"{server.url}/items", item_payload()).status for _ in range(6)]
+    assert statuses == [201] * 6
 
 
 def test_a_database_restart_causes_503s_while_down_and_no_errors_after(cluster, start_server):
