@@ -46,8 +46,11 @@ class SchemaMissing(DatabaseUnavailable):
     """The database answers but sql/init.sql has not been applied to it (or only an older
     version): every item request would fail until an operator runs `itemsapi init-db`."""
 
-    def __init__(self) -> None:
-        super().__init__("the itemsapi schema is not in place: run `itemsapi init-db`", "schema")
+    def __init__(self, reason: str | None = None) -> None:
+        because = f" ({reason})" if reason else ""
+        super().__init__(
+            f"the itemsapi schema is not in place{because}: run `itemsapi init-db`", "schema"
+        )
 
 
 class QueryTimeout(ItemsError):

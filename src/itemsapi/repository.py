@@ -392,8 +392,8 @@ class ItemRepository:
             raise QueryTimeout("statement timed out") from exc
         except (errors.UndefinedTable, errors.UndefinedColumn, errors.UndefinedFunction) as exc:
             # The statements are fixed: an object they name is missing only when the database
-            # lacks sql/init.sql (or has an older one).
-            raise SchemaMissing() from exc
+            # lacks sql/init.sql (or has an older one). The server's words go to the log only.
+            raise SchemaMissing(exc.diag.message_primary) from exc
         except errors.UniqueViolation as exc:
             raise Conflict(exc.diag.message_primary or "conflict") from exc
         except (errors.IntegrityError, errors.DataError) as exc:

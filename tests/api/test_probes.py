@@ -1,6 +1,11 @@
 """Probes through the test client: database up, unreachable, or without the schema. (Outages
 while serving are tested end to end.)"""
 
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
 from itemsapi.app import close_app, create_app
 from itemsapi.db import apply_schema
 
@@ -57,34 +62,44 @@ def test_probes_report_unavailable_when_the_database_cannot_be_reached(clean_db)
         close_app(app)
 
 
-def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(empty_database):
+@pytest.fixture
+def app_without_schema(empty_database: str) -> Iterator[Flask]:
     app = create_app({"database_url": empty_database, "ready_timeout": 2})
-    try:
-        client = app.test_client()
-        ready = client.get("/ready")
-        assert ready.status_code == 503
-        assert ready.get_json() == {"status": "unavailable", "reason": "SchemaMissing"}
-        health = client.get("/health")
-        assert health.status_code == 503
-        assert health.get_json()["checks"]["database"]["error"] == "SchemaMissing"
-        for method, path, body in [
-            ("GET", "/items/1", None),
-            ("GET", "/items?sort=-price&q=a", None),
-            ("POST", "/items", {"name": "x"}),
-            ("PUT", "/items/1", {"name": "x"}),
-            ("PATCH", "/items/1", {"attributes": {"a": 1}}),
-            ("DELETE", "/items/1", None),
-        ]:
-            response = client.open(path, method=method, json=body)
-            assert response.status_code == 503, (method, path, response.get_data(as_text=True))
-            assert response.mimetype == "application/problem+json"
-            assert response.get_json()["type"].endswith(":database-unavailable")
-            assert response.headers["Retry-After"]
+    yield app
+    close_app(app)
 
-        apply_schema(empty_database)  # as `itemsapi init-db` would, while the app runs
-        assert client.get("/ready").status_code == 200
-        created = client.post("/items", json={"name": "x"})
-        assert created.status_code == 201
-        assert client.get(created.headers["Location"]).status_code == 200
-    finally:
-        close_app(app)
+
+def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
+    app_without_schema, empty_database, caplog
+):
+    # caplog is set up after the app: create_app replaces the root logger's handlers.
+    client = app_without_schema.test_client()
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.get_json() == {"status": "unavailable", "reason": "SchemaMissing"}
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.get_json()["checks"]["database"]["error"] == "SchemaMissing"
+    for method, path, body in [
+        ("GET", "/items/1", None),
+        ("GET", "/items?sort=-price&q=a", None),
+        ("POST", "/items", {"name": "x"}),
+        ("PUT", "/items/1", {"name": "x"}),
+        ("PATCH", "/items/1", {"attributes": {"a": 1}}),
+        ("DELETE", "/items/1", None),
+    ]:
+        response = client.open(path, method=method, json=body)
+        assert response.status_code == 503, (method, path, response.get_data(as_text=True))
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["type"].endswith(":database-unavailable")
+        assert "items" not in response.get_json()["detail"]  # the server's words stay inside
+        assert response.headers["Retry-After"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "itemsapi.errors"]
+    assert 'relation "items" does not exist' in logged[0]
+    assert "itemsapi init-db" in logged[0]
+
+    apply_schema(empty_database)  # as `itemsapi init-db` would, while the app runs
+    assert client.get("/ready").status_code == 200
+    created = client.post("/items", json={"name": "x"})
+    assert created.status_code == 201
+    assert client.get(created.headers["Location"]).status_code == 200
