@@ -78,17 +78,26 @@ def serve(
 
 
 def worker_app() -> Flask:
-    """The app factory Granian calls in each worker process.
+    """The app factory Granian calls in each worker process, before the worker serves.
 
-    A terminal's Ctrl-C sends SIGINT to every process of the server at once. A worker that gets
-    it together with the main process's SIGTERM sometimes misses both and is killed after the
-    shutdown timeout (Granian's race: a bare Granian app shows it too; README, Shutdown). So
-    workers block SIGINT, in every thread they will start, and take their stop from the main
-    process alone, as under docker stop."""
+    Two signal races of Granian's, each of which left a worker to be killed after the shutdown
+    timeout (README, Shutdown):
+    - Ctrl-C sends SIGINT to every process at once, and a worker that gets it together with the
+      main process's SIGTERM sometimes misses both. Workers block SIGINT, in every thread they
+      will start, and take their stop from the main process alone, as under docker stop.
+    - Granian installs a worker's own SIGTERM handler only after this factory returns; until
+      then the handler inherited from the main process swallows a stop, and the worker goes on
+      to serve until it is killed. A stop that comes while the app is being built ends the
+      worker at once: it has not served anything, so there is nothing to finish."""
+    signal.signal(signal.SIGTERM, _stop_before_serving)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     from itemsapi.app import create_app  # here: the metrics folder exists only once serving
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     return create_app()
+
+
+def _stop_before_serving(signum: int, frame: object) -> None:
+    os._exit(0)  # not SystemExit: unwinding half-built pools and threads could hang instead
 
 
 def _granian(settings: Settings) -> None:

@@ -44,15 +44,16 @@ class Server:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """start_server(database_url, *args, wait="ready"|"live", command=None, base_env=None,
+    """start_server(database_url, *args, wait="ready"|"live"|None, command=None, base_env=None,
     **env) -> Server. By default runs `itemsapi serve --port <free port> *args` with this
-    process's environment; `command` and `base_env` replace those (ITEMSAPI_PORT is then set)."""
+    process's environment; `command` and `base_env` replace those (ITEMSAPI_PORT is then set).
+    wait=None returns as soon as the process is started."""
     servers: list[Server] = []
 
     def start(
         database_url: str,
         *args: str,
-        wait: str = "ready",
+        wait: str | None = "ready",
         command: list[str] | None = None,
         base_env: dict[str, str] | None = None,
         **env: str,
@@ -78,7 +79,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                 raise AssertionError("server exited:\n" + log_path.read_text())
             return http("GET", f"{server.url}/{wait}", timeout=2).status == 200
 
-        wait_until(answers, 30, f"{server.url}/{wait}")
+        if wait is not None:
+            wait_until(answers, 30, f"{server.url}/{wait}")
         return server
 
     yield start

@@ -287,8 +287,19 @@ def blocked_signals(pid: int, thread: str) -> int:
     return int(re.search(r"^SigBlk:\s+([0-9a-f]+)$", status, re.M)[1], 16)
 
 
+def wait_for_workers_serving(server, count: int) -> None:
+    """Until every worker has logged that it started: /ready answered by one says nothing of
+    the others, which may still be building the app."""
+
+    def started() -> int:  # on raw lines: the last one may still be half written
+        return server.log_path.read_text().count('"message":"Started worker-')
+
+    wait_until(lambda: started() == count, 30, f"{count} workers serving")
+
+
 def test_workers_take_their_stop_from_the_main_process_only(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2")
+    wait_for_workers_serving(server, 2)
     workers = worker_pids(server)
     assert len(workers) == 2
     sigint = 1 << (signal.SIGINT - 1)
@@ -303,12 +314,28 @@ def test_workers_take_their_stop_from_the_main_process_only(cluster, start_serve
 
 def test_ctrl_c_stops_the_server_and_every_worker_at_once(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2")
+    wait_for_workers_serving(server, 2)
     assert http("POST", f"{server.url}/items", item_payload()).status == 201
     os.killpg(server.process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     assert server.process.wait(timeout=5) == 0  # not the shutdown timeout's 10 s
     messages = [line["message"] for line in json_lines(server)]
     assert messages.count("Stopping worker-1") + messages.count("Stopping worker-2") == 2
     assert not [m for m in messages if "refused to gracefully stop" in m]
+
+
+def test_a_stop_while_workers_are_starting_ends_the_server_at_once(cluster, start_server):
+    server = start_server(cluster.url, "--workers", "2", wait=None)
+    deadline = time.monotonic() + 30
+    while "Spawning worker-2" not in server.log_path.read_text():  # polled tightly: see below
+        assert time.monotonic() < deadline, "the workers were never spawned"
+        time.sleep(0.002)
+    time.sleep(0.03)  # into the workers' app factory: its imports and create_app take ~150 ms
+    server.process.send_signal(signal.SIGTERM)  # docker stop, right after start
+    assert server.process.wait(timeout=5) == 0  # not the shutdown timeout's 10 s
+    messages = [line["message"] for line in json_lines(server)]
+    assert not [m for m in messages if "refused to gracefully stop" in m]
+    # The stop reached at least one worker before it served: the case this test is about.
+    assert sum(m.startswith("Started worker-") for m in messages) < 2
 
 
 def test_metrics_are_summed_over_two_workers(cluster, start_server):
