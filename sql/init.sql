@@ -1,6 +1,18 @@
 -- Schema for itemsapi. Idempotent: safe to run on an empty database (as the postgres image's
 -- /docker-entrypoint-initdb.d does, with psql -v ON_ERROR_STOP=1) and again on a populated one.
 -- The constraints mirror the API's validation so that no other path can store a bad row.
+--
+-- One transaction, all or nothing, and runs started at the same moment (replicas that each run
+-- `itemsapi init-db` as they start) take turns on an advisory lock held until it commits:
+-- otherwise two CREATE ... IF NOT EXISTS can both find nothing and one fails on the other's row.
+
+BEGIN;
+
+DO $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(7598809992042475625);  -- 'itemsapi' in ASCII, as a bigint
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS items (
     id          bigint        GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -75,3 +87,5 @@ BEGIN
     RETURN result;
 END
 $$;
+
+COMMIT;

@@ -4,37 +4,45 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from itemsapi import embedded
-from itemsapi.db import schema_path
+from itemsapi.db import apply_schema, schema_path
 
 
 def psql_binary() -> str:
     return shutil.which("psql") or embedded.program("psql")
 
 
+def psql_command(conninfo: str) -> list[str]:
+    return [
+        psql_binary(), "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-q",
+        "-d", conninfo, "-f", str(schema_path()),
+    ]  # fmt: skip
+
+
 def run_psql(conninfo: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            psql_binary(),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--no-psqlrc",
-            "-q",
-            "-d",
-            conninfo,
-            "-f",
-            str(schema_path()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        psql_command(conninfo), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def schema_objects(conninfo: str) -> set[str]:
+    with psycopg.connect(conninfo) as conn:
+        return {
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'items'"
+                " UNION ALL SELECT to_regprocedure('jsonb_merge_patch(jsonb, jsonb)')::text"
+            )
+        }
+
+
+RUNS_AT_ONCE = 4
 
 
 def test_schema_applies_cleanly_to_an_empty_database_and_again(empty_database):
@@ -54,6 +62,53 @@ def test_schema_applies_cleanly_to_an_empty_database_and_again(empty_database):
         "items_created_at_id_idx",
         "items_updated_at_id_idx",
     } <= indexes
+
+
+def test_runs_started_together_by_psql_all_succeed(empty_database):
+    # Several containers or replicas may apply the schema as they start, at the same moment.
+    runs = [
+        subprocess.Popen(psql_command(empty_database), stderr=subprocess.PIPE, text=True)
+        for _ in range(RUNS_AT_ONCE)
+    ]
+    errors = [run.communicate(timeout=60)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0] * RUNS_AT_ONCE, errors
+    assert {"items_pkey", "jsonb_merge_patch(jsonb,jsonb)"} <= schema_objects(empty_database)
+
+
+def test_init_db_runs_started_together_all_succeed(empty_database):
+    # `itemsapi init-db` as a Kubernetes init container: every replica runs it as it starts.
+    start = threading.Barrier(RUNS_AT_ONCE)
+    failures: list[Exception] = []
+
+    def init_db() -> None:
+        start.wait()
+        try:
+            apply_schema(empty_database)
+        except Exception as exc:  # collected: an exception in a thread would not fail the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=init_db) for _ in range(RUNS_AT_ONCE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert {"items_pkey", "jsonb_merge_patch(jsonb,jsonb)"} <= schema_objects(empty_database)
+
+
+def test_a_run_that_fails_part_way_leaves_nothing_behind(empty_database):
+    # A function of the same name and arguments that returns something else: the script's
+    # CREATE OR REPLACE FUNCTION, after the table and its indexes, cannot replace it.
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION jsonb_merge_patch(jsonb, jsonb) RETURNS text"
+            " LANGUAGE sql AS 'SELECT 1::text'"
+        )
+    run = run_psql(empty_database)
+    assert run.returncode != 0
+    assert "cannot change return type" in run.stderr
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute("SELECT to_regclass('items')").fetchone() == (None,)
 
 
 def test_schema_path_is_the_repository_file():

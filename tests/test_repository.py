@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -20,7 +21,13 @@ from itemsapi.exceptions import (
     PreconditionFailed,
     SchemaMissing,
 )
-from itemsapi.repository import ItemRepository, ListQuery, ServerFacts, inspect_server
+from itemsapi.repository import (
+    ItemRepository,
+    ListQuery,
+    ServerFacts,
+    create_database,
+    inspect_server,
+)
 from itemsapi.schemas import validate_write
 from tests.helpers import TableLock, api_backends, wait_until
 
@@ -271,3 +278,33 @@ def test_inspect_server_reports_the_connection_limit_and_the_schema(database_url
 def test_inspect_server_of_an_unreachable_server_is_database_unavailable():
     with pytest.raises(DatabaseUnavailable):
         inspect_server("postgresql://postgres@/x?host=/nonexistent&port=1")
+
+
+def test_create_database_called_at_once_by_several_processes_creates_it_once(database_url):
+    # Two `itemsapi` commands started together on one embedded server both create its database.
+    name = f"created_{uuid.uuid4().hex[:10]}"
+    start = threading.Barrier(6)
+    failures: list[Exception] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            create_database(database_url, name)
+        except Exception as exc:  # collected: an exception in a thread would not fail the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    try:
+        assert failures == []
+        with psycopg.connect(database_url) as conn:
+            found = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+            assert found.fetchone() == (1,)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {}").format(psycopg.sql.Identifier(name))
+            )

@@ -8,8 +8,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-import psycopg
-from psycopg import sql
+from itemsapi.repository import create_database
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +54,3 @@ def _pgserver() -> ModuleType:
             "set DATABASE_URL, or install it with `pip install 'itemsapi[embedded]'`"
         ) from None
     return pgserver
-
-
-def create_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -12,7 +12,7 @@ import itertools
 import logging
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -443,3 +443,15 @@ def inspect_server(database_url: str) -> ServerFacts:
     except psycopg.Error as exc:
         raise DatabaseUnavailable(str(exc).strip()) from exc
     return ServerFacts(connections_allowed=allowed, schema_in_place=in_place)
+
+
+def create_database(admin_url: str, name: str) -> None:
+    """Create database `name` through `admin_url` unless it exists (the embedded default)."""
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        # Another process (a second `itemsapi` command on the same folder) may create it between
+        # the check and the CREATE: PostgreSQL reports that clash on its catalog's unique index.
+        with suppress(errors.DuplicateDatabase, errors.UniqueViolation):
+            conn.execute(statement)
