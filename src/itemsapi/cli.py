@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -70,6 +71,7 @@ def serve(
     """Serve the API with Granian (embedded PostgreSQL when DATABASE_URL is unset)."""
     settings = _settings(host=host, port=port, workers=workers, blocking_threads=blocking_threads)
     json_logging.configure(settings.log_level)
+    _check_port_free(settings.host, settings.port)
     # Workers are forked from this process and read DATABASE_URL in the app factory.
     os.environ["DATABASE_URL"] = database_url = _database_url(settings)
     _check_database(settings, database_url)
@@ -98,6 +100,23 @@ def worker_app() -> Flask:
 
 def _stop_before_serving(signum: int, frame: object) -> None:
     os._exit(0)  # not SystemExit: unwinding half-built pools and threads could hang instead
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another server is listening on. Granian's workers bind with SO_REUSEPORT,
+    so on a port a server of the same user already serves (a forgotten `make run`, an older
+    build) Granian would start too and quietly take a share of that server's connections.
+    A probe without SO_REUSEPORT cannot bind there; it is closed before Granian binds."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}") from None
 
 
 def _granian(settings: Settings) -> None:

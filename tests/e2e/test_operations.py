@@ -338,6 +338,28 @@ def test_a_stop_while_workers_are_starting_ends_the_server_at_once(cluster, star
     assert sum(m.startswith("Started worker-") for m in messages) < 2
 
 
+def test_a_second_server_on_the_same_port_refuses_to_start(cluster, start_server):
+    # Granian binds with SO_REUSEPORT: unchecked, the second server would start and take a
+    # share of the first one's connections.
+    first = start_server(cluster.url)
+    port = first.url.rsplit(":", 1)[1]
+    second = subprocess.Popen(
+        [sys.executable, "-m", "itemsapi", "serve", "--port", port],
+        env={**os.environ, "DATABASE_URL": cluster.url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = second.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(second.pid, signal.SIGKILL)
+        second.communicate()
+        pytest.fail("the second server started on a port the first one serves")
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert "Traceback" not in output
+    assert http("GET", f"{first.url}/ready").status == 200
+
+
 def test_metrics_are_summed_over_two_workers(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2")
     assert http("POST", f"{server.url}/items", item_payload()).status == 201
