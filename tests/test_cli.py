@@ -1,6 +1,10 @@
 """The `itemsapi` command."""
 
 import logging
+import os
+import subprocess
+import sys
+import time
 
 import psycopg
 
@@ -8,6 +12,8 @@ from itemsapi import cli
 from itemsapi.cli import main
 from itemsapi.config import Settings
 from itemsapi.repository import inspect_server
+from tests.e2e.conftest import free_port
+from tests.pgcluster import Cluster
 
 
 def test_init_db_applies_the_schema_idempotently(runner, clean_db, monkeypatch):
@@ -23,6 +29,53 @@ def test_init_db_applies_the_schema_idempotently(runner, clean_db, monkeypatch):
         assert conn.execute(
             "SELECT 1 FROM pg_indexes WHERE indexname = 'items_name_id_idx'"
         ).fetchone()
+
+
+def test_init_db_of_an_unreachable_database_is_a_clear_error(runner, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    result = runner.invoke(main, ["init-db"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # click's error exit, not a crash
+    assert "Error: schema not applied: connection failed" in result.output
+
+
+def test_init_db_refused_by_the_server_fails_at_once_even_when_told_to_wait(
+    runner, empty_database, monkeypatch
+):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION jsonb_merge_patch(jsonb, jsonb) RETURNS text"
+            " LANGUAGE sql AS 'SELECT 1::text'"
+        )
+    monkeypatch.setenv("DATABASE_URL", empty_database)
+    started = time.monotonic()
+    result = runner.invoke(main, ["init-db", "--wait", "60"])
+    assert result.exit_code == 1
+    assert "Error: schema not applied: cannot change return type" in result.output
+    assert time.monotonic() - started < 30  # not retried until the wait runs out
+
+
+def test_init_db_told_to_wait_applies_the_schema_once_the_database_is_up(tmp_path):
+    # A Kubernetes init container or a compose one-off may start before PostgreSQL does.
+    cluster = Cluster(tmp_path / "pg", free_port()).init()
+    init_db = subprocess.Popen(
+        [sys.executable, "-m", "itemsapi", "init-db", "--wait", "60"],
+        env={**os.environ, "DATABASE_URL": cluster.url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(2)  # a couple of refused attempts first
+        assert init_db.poll() is None, init_db.communicate()[0]
+        cluster.start()
+        output, _ = init_db.communicate(timeout=60)
+        assert init_db.returncode == 0, output
+        assert "database not reachable yet; trying again" in output
+        with psycopg.connect(cluster.url) as conn:
+            assert conn.execute("SELECT to_regclass('items')").fetchone() == ("items",)
+    finally:
+        init_db.kill()
+        if cluster.running():
+            cluster.stop()
 
 
 def test_bad_configuration_is_a_clear_error_not_a_traceback(runner, monkeypatch):

@@ -8,11 +8,13 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+import psycopg
 from flask import Flask
 
 from itemsapi import db, embedded
@@ -190,13 +192,35 @@ def _check_database(settings: Settings, database_url: str) -> None:
 
 
 @main.command("init-db")
-def init_db() -> None:
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to keep trying while the database cannot be reached (it may be starting).",
+)
+def init_db(wait: float) -> None:
     """Apply sql/init.sql (idempotent) to DATABASE_URL, or to the embedded database."""
     settings = _settings()
     json_logging.configure(settings.log_level)
     url = _database_url(settings)
-    db.apply_schema(url)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.apply_schema(url)
+            break
+        except psycopg.OperationalError as exc:  # could not connect, or lost the connection
+            if time.monotonic() >= deadline:
+                raise _not_applied(exc) from None
+            log.info("database not reachable yet; trying again", extra={"error": str(exc)})
+            time.sleep(1)
+        except psycopg.Error as exc:  # the server refused the script: retrying will not help
+            raise _not_applied(exc) from None
     click.echo(f"schema applied from {db.schema_path()}")
+
+
+def _not_applied(exc: Exception) -> click.ClickException:
+    return click.ClickException(f"schema not applied: {str(exc).strip()}")
 
 
 if __name__ == "__main__":  # pragma: no cover

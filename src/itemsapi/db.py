@@ -114,5 +114,5 @@ def schema_path() -> Path:
 def apply_schema(database_url: str) -> None:
     """Run sql/init.sql (idempotent) against a database."""
     script = schema_path().read_text()
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(script)  # no parameters: sent as one multi-statement simple query
