@@ -335,7 +335,7 @@ class ItemRepository:
         """One round trip on a pooled connection, waiting at most `timeout` for the pool, that
         also asks whether the schema is in place: without it every item request would fail."""
         with self._connection(timeout) as conn:
-            row = conn.execute(f"SELECT {_SCHEMA_IN_PLACE} AS in_place").fetchone()
+            row = conn.execute(_PING).fetchone()
         if not row["in_place"]:
             raise SchemaMissing()
 
@@ -420,10 +420,15 @@ def _constraint_message(exc: psycopg.Error) -> str:
 # --- the server as a whole ----------------------------------------------------------------
 
 # What the item statements need from sql/init.sql (the trigram index is optional).
-_SCHEMA_IN_PLACE = (
+_SCHEMA_IN_PLACE = sql.SQL(
     "to_regclass('items') IS NOT NULL"
     " AND to_regprocedure('jsonb_merge_patch(jsonb, jsonb)') IS NOT NULL"
 )
+_PING = sql.SQL("SELECT {} AS in_place").format(_SCHEMA_IN_PLACE)
+_SERVER_FACTS = sql.SQL(
+    "SELECT current_setting('max_connections')::int"
+    " - current_setting('superuser_reserved_connections')::int, {}"
+).format(_SCHEMA_IN_PLACE)
 
 
 @dataclass(frozen=True)
@@ -436,10 +441,7 @@ def inspect_server(database_url: str) -> ServerFacts:
     """What `itemsapi serve` checks once before it starts, on a connection of its own."""
     try:
         with psycopg.connect(database_url, connect_timeout=3, autocommit=True) as conn:
-            allowed, in_place = conn.execute(
-                "SELECT current_setting('max_connections')::int"
-                f" - current_setting('superuser_reserved_connections')::int, {_SCHEMA_IN_PLACE}"
-            ).fetchone()
+            allowed, in_place = conn.execute(_SERVER_FACTS).fetchone()
     except psycopg.Error as exc:
         raise DatabaseUnavailable(str(exc).strip()) from exc
     return ServerFacts(connections_allowed=allowed, schema_in_place=in_place)
