@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.paired import Build, checked
+from bench.run import AccessLines, wait_for_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +37,9 @@ def test_benchmark_runs_end_to_end_and_reports_every_scenario(tmp_path):
         assert scenario["rps"] > 0, name
         assert scenario["peak_rss_mib"] > 0, name
         assert 0 < scenario["p50_ms"] <= scenario["p99_ms"], name
+        # Measured with every worker serving, not only the first one up.
+        assert len(scenario["requests_per_worker"]) == 2, (name, scenario)
+        assert sum(scenario["requests_per_worker"]) >= scenario["requests"], (name, scenario)
     assert report["settings"]["rows"] == 2000
     assert "| get |" in result.stdout  # the markdown table for the README
 
@@ -65,3 +69,27 @@ def test_paired_comparison_refuses_a_build_the_server_would_not_import(tmp_path)
     (tmp_path / "src").mkdir()  # no itemsapi inside: the installed one would be imported
     with pytest.raises(SystemExit, match="would import"):
         checked(Build("elsewhere", tmp_path / "src"))
+
+
+def test_the_benchmark_waits_for_every_worker_not_the_first_answer(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text('{"message":"Started worker-1"}\n')
+    with pytest.raises(SystemExit, match="2 workers did not start"):
+        wait_for_workers(log, 2, timeout=0.3)
+    with log.open("a") as more:
+        more.write('{"message":"Started worker-2"}\n')
+    wait_for_workers(log, 2, timeout=0.3)
+
+
+def test_access_lines_are_counted_by_worker_scenario_by_scenario(tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text('{"logger":"itemsapi.access","pid":1}\n')  # before the first scenario
+    lines = AccessLines(log)
+    with log.open("a") as more:
+        more.write('{"logger":"itemsapi.access","pid":1}\n' * 2)
+        more.write('{"logger":"itemsapi.access","pid":2}\n{"logger":"itemsapi.cli","pid":1}\n')
+        more.write('{"logger":"itemsapi.access","pid":2')  # still being written
+    assert lines.requests_per_worker() == [2, 1]
+    with log.open("a") as more:
+        more.write("}\n")
+    assert lines.requests_per_worker() == [1]
