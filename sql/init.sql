@@ -37,20 +37,32 @@ CREATE TABLE IF NOT EXISTS items (
 
 COMMENT ON TABLE items IS 'Items served by itemsapi; version counts writes and backs the ETag.';
 
+-- Indexes are created only when missing, looked up first: CREATE INDEX IF NOT EXISTS takes the
+-- table's SHARE lock before it looks, so a run on a live database would wait for every open
+-- write and, queued for that lock, hold up every write that came after it.
+--
 -- Keyset pagination walks (sort key, id); one index per sort order the API offers.
 -- NULL prices sort as -1 (below every real price) so the key is total and indexable.
-CREATE INDEX IF NOT EXISTS items_name_id_idx ON items (name, id);
-CREATE INDEX IF NOT EXISTS items_price_id_idx ON items ((COALESCE(price, -1)), id);
-CREATE INDEX IF NOT EXISTS items_created_at_id_idx ON items (created_at, id);
-CREATE INDEX IF NOT EXISTS items_updated_at_id_idx ON items (updated_at, id);
-
 -- The `q` filter is a case-insensitive substring match; a trigram index serves it where the
 -- pg_trgm extension ships with the server (the official postgres images carry it).
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
+    IF to_regclass('items_name_id_idx') IS NULL THEN
+        CREATE INDEX items_name_id_idx ON items (name, id);
+    END IF;
+    IF to_regclass('items_price_id_idx') IS NULL THEN
+        CREATE INDEX items_price_id_idx ON items ((COALESCE(price, -1)), id);
+    END IF;
+    IF to_regclass('items_created_at_id_idx') IS NULL THEN
+        CREATE INDEX items_created_at_id_idx ON items (created_at, id);
+    END IF;
+    IF to_regclass('items_updated_at_id_idx') IS NULL THEN
+        CREATE INDEX items_updated_at_id_idx ON items (updated_at, id);
+    END IF;
+    IF to_regclass('items_name_trgm_idx') IS NULL
+       AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
         CREATE EXTENSION IF NOT EXISTS pg_trgm;
-        CREATE INDEX IF NOT EXISTS items_name_trgm_idx ON items USING gin (name gin_trgm_ops);
+        CREATE INDEX items_name_trgm_idx ON items USING gin (name gin_trgm_ops);
     END IF;
 END
 $$;

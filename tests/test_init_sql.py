@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -25,10 +26,11 @@ def psql_command(conninfo: str) -> list[str]:
     ]  # fmt: skip
 
 
-def run_psql(conninfo: str) -> subprocess.CompletedProcess:
+def run_psql(conninfo: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        psql_command(conninfo), capture_output=True, text=True, timeout=60, check=False
-    )
+        psql_command(conninfo), capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **env},
+    )  # fmt: skip
 
 
 def schema_objects(conninfo: str) -> set[str]:
@@ -94,6 +96,18 @@ def test_init_db_runs_started_together_all_succeed(empty_database):
         thread.join(timeout=60)
     assert failures == []
     assert {"items_pkey", "jsonb_merge_patch(jsonb,jsonb)"} <= schema_objects(empty_database)
+
+
+def test_a_run_on_a_live_database_does_not_wait_for_its_writes(sql, clean_db):
+    # Replicas apply the schema as they start, while others serve. An open write transaction
+    # (a slow request, a pgAdmin session) must not hold the script up: a script queued for the
+    # table's lock would in turn hold up every write that comes after it.
+    sql.execute("INSERT INTO items (name) VALUES ('busy')")
+    with psycopg.connect(clean_db) as writer:
+        writer.execute("UPDATE items SET quantity = 1")  # left open: the row lock stays held
+        run = run_psql(clean_db, PGOPTIONS="-c lock_timeout=2000")
+        writer.rollback()
+    assert run.returncode == 0, run.stderr
 
 
 def test_a_run_that_fails_part_way_leaves_nothing_behind(empty_database):
