@@ -138,6 +138,10 @@ def _granian(settings: Settings) -> None:
         log_dictconfig=json_logging.dict_config(settings.log_level),
         log_access=False,  # the app writes its own JSON access line per request
         workers_kill_timeout=settings.shutdown_timeout,
+        # A worker that dies (killed for memory, a crash in native code) is replaced while the
+        # others serve, instead of the whole server stopping with it. Granian gives up and
+        # stops when a replacement dies again within 5.5 s: a crash loop is not hidden.
+        respawn_failed_workers=True,
     ).serve()
 
 

@@ -282,6 +282,14 @@ def worker_pids(server) -> list[int]:
     return [int(pid) for pid in Path(f"/proc/{main}/task/{main}/children").read_text().split()]
 
 
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (which has closed its sockets already)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def blocked_signals(pid: int, thread: str) -> int:
     status = Path(f"/proc/{pid}/task/{thread}/status").read_text()
     return int(re.search(r"^SigBlk:\s+([0-9a-f]+)$", status, re.M)[1], 16)
@@ -358,6 +366,25 @@ def test_a_second_server_on_the_same_port_refuses_to_start(cluster, start_server
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
     assert "Traceback" not in output
     assert http("GET", f"{first.url}/ready").status == 200
+
+
+def test_a_worker_that_dies_is_replaced_while_the_other_serves(cluster, start_server):
+    # An out-of-memory kill or a crash in native code: one worker gone must not take the
+    # server, and the requests the other worker is serving, down with it.
+    server = start_server(cluster.url, "--workers", "2")
+    wait_for_workers_serving(server, 2)
+    dead, survivor = worker_pids(server)
+    os.kill(dead, signal.SIGKILL)
+    # Connections the kernel had already queued on the dead worker's socket are reset with it
+    # (README, Operations); those made once it has exited go to the survivor.
+    wait_until(lambda: not is_running(dead), 10, "the killed worker to exit")
+    for _ in range(20):
+        assert http("GET", f"{server.url}/ready").status == 200
+    wait_until(lambda: len(set(worker_pids(server)) - {dead}) == 2, 30, "a new worker")
+    assert survivor in worker_pids(server)
+    wait_for_workers_serving(server, 3)  # the replacement has started, too
+    assert server.process.poll() is None
+    assert http("POST", f"{server.url}/items", item_payload()).status == 201
 
 
 def test_metrics_are_summed_over_two_workers(cluster, start_server):
