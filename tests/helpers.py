@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from http.client import HTTPConnection
@@ -70,6 +71,27 @@ def http(
         )
     finally:
         conn.close()
+
+
+def run_at_once(action: Callable[[], object], times: int, timeout: float = 60) -> list[Exception]:
+    """Run `action` in `times` threads released together; return what they raised (an
+    exception in a thread would not fail the test on its own)."""
+    start = threading.Barrier(times)
+    failures: list[Exception] = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            action()
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return failures
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

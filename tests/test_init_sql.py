@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import psycopg
@@ -13,6 +12,7 @@ import pytest
 
 from itemsapi import embedded
 from itemsapi.db import apply_schema, schema_path
+from tests.helpers import run_at_once
 
 
 def psql_binary() -> str:
@@ -53,17 +53,13 @@ def test_schema_applies_cleanly_to_an_empty_database_and_again(empty_database):
     second = run_psql(empty_database)
     assert second.returncode == 0, second.stderr
     assert "ERROR" not in first.stderr + second.stderr
-    with psycopg.connect(empty_database) as conn:
-        indexes = {
-            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'items'")
-        }
     assert {
         "items_pkey",
         "items_name_id_idx",
         "items_price_id_idx",
         "items_created_at_id_idx",
         "items_updated_at_id_idx",
-    } <= indexes
+    } <= schema_objects(empty_database)
 
 
 def test_runs_started_together_by_psql_all_succeed(empty_database):
@@ -79,22 +75,7 @@ def test_runs_started_together_by_psql_all_succeed(empty_database):
 
 def test_init_db_runs_started_together_all_succeed(empty_database):
     # `itemsapi init-db` as a Kubernetes init container: every replica runs it as it starts.
-    start = threading.Barrier(RUNS_AT_ONCE)
-    failures: list[Exception] = []
-
-    def init_db() -> None:
-        start.wait()
-        try:
-            apply_schema(empty_database)
-        except Exception as exc:  # collected: an exception in a thread would not fail the test
-            failures.append(exc)
-
-    threads = [threading.Thread(target=init_db) for _ in range(RUNS_AT_ONCE)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert failures == []
+    assert run_at_once(lambda: apply_schema(empty_database), RUNS_AT_ONCE) == []
     assert {"items_pkey", "jsonb_merge_patch(jsonb,jsonb)"} <= schema_objects(empty_database)
 
 

@@ -29,7 +29,7 @@ from itemsapi.repository import (
     inspect_server,
 )
 from itemsapi.schemas import validate_write
-from tests.helpers import TableLock, api_backends, wait_until
+from tests.helpers import TableLock, api_backends, run_at_once, wait_until
 
 
 @contextmanager
@@ -283,21 +283,7 @@ def test_inspect_server_of_an_unreachable_server_is_database_unavailable():
 def test_create_database_called_at_once_by_several_processes_creates_it_once(database_url):
     # Two `itemsapi` commands started together on one embedded server both create its database.
     name = f"created_{uuid.uuid4().hex[:10]}"
-    start = threading.Barrier(6)
-    failures: list[Exception] = []
-
-    def create() -> None:
-        start.wait()
-        try:
-            create_database(database_url, name)
-        except Exception as exc:  # collected: an exception in a thread would not fail the test
-            failures.append(exc)
-
-    threads = [threading.Thread(target=create) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    failures = run_at_once(lambda: create_database(database_url, name), 6, timeout=30)
     try:
         assert failures == []
         with psycopg.connect(database_url) as conn:
