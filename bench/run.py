@@ -352,7 +352,9 @@ def wait_for_workers(log_path: Path, count: int, timeout: float = 60) -> None:
     """Until every worker has logged that it started. One answer says only that one worker
     serves, and each Granian worker listens on a socket of its own (SO_REUSEPORT): wrk opens
     its connections once, at the start, and those that arrive before a worker listens all go
-    to the others and stay there (seen in 2 runs of 5 that began at the first answer)."""
+    to the others and stay there (seen in 2 runs of 5 that began at the first answer).
+    `itemsapi serve` now holds its workers at a start line until all are built, but the
+    bare-WSGI server has none, and the wait costs the API's runs nothing."""
     deadline = time.monotonic() + timeout
     while log_path.read_text(errors="replace").count("Started worker-") < count:
         if time.monotonic() > deadline:

@@ -17,7 +17,7 @@ import click
 import psycopg
 from flask import Flask
 
-from itemsapi import db, embedded
+from itemsapi import db, embedded, start_line
 from itemsapi import logging as json_logging
 from itemsapi.config import ConfigError, Settings, env_name
 from itemsapi.exceptions import DatabaseUnavailable
@@ -77,7 +77,7 @@ def serve(
     # Workers are forked from this process and read DATABASE_URL in the app factory.
     os.environ["DATABASE_URL"] = database_url = _database_url(settings)
     _check_database(settings, database_url)
-    with _metrics_folder():
+    with _metrics_folder(), start_line.drawn(settings.workers):
         _granian(settings)
 
 
@@ -92,12 +92,20 @@ def worker_app() -> Flask:
     - Granian installs a worker's own SIGTERM handler only after this factory returns; until
       then the handler inherited from the main process swallows a stop, and the worker goes on
       to serve until it is killed. A stop that comes while the app is being built ends the
-      worker at once: it has not served anything, so there is nothing to finish."""
+      worker at once: it has not served anything, so there is nothing to finish.
+
+    Its app built, the worker waits at the start line for the others (see start_line)."""
     signal.signal(signal.SIGTERM, _stop_before_serving)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     from itemsapi.app import create_app  # here: the metrics folder exists only once serving
 
-    return create_app()
+    app = create_app()
+    if not start_line.wait():
+        log.warning(
+            "serving before every worker has started",
+            extra={"waited_seconds": start_line.TIMEOUT},
+        )
+    return app
 
 
 def _stop_before_serving(signum: int, frame: object) -> None:

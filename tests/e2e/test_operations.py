@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 
 import psycopg
@@ -413,3 +414,27 @@ def test_metrics_are_summed_over_two_workers(cluster, start_server):
         assert any(line.startswith("itemsapi_db_pool_connections ") for line in lines)
         assert any(line.startswith("itemsapi_http_request_duration_seconds_bucket") for line in
                    lines)  # fmt: skip
+
+
+def test_every_worker_listens_by_the_time_the_first_answers(cluster, start_server):
+    # A client that opens its keep-alive connections at the first answer (a proxy's pool, a
+    # load generator) must find every worker listening, or all its connections stay on one.
+    server = start_server(cluster.url, "--workers", "2", wait=None)
+    host, port = server.url.removeprefix("http://").split(":")
+    deadline = time.monotonic() + 30
+    while True:  # polled tightly: a worker listening alone used to do so for ~100 ms
+        assert time.monotonic() < deadline, "the server never answered"
+        try:
+            if http("GET", f"{server.url}/live", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.002)
+    connections = [HTTPConnection(host, int(port), timeout=10) for _ in range(32)]
+    for connection in connections:
+        connection.connect()
+    for connection in connections:
+        connection.request("GET", "/items/1")
+        assert connection.getresponse().read() is not None
+        connection.close()
+    pids = {r["pid"] for r in json_lines(server) if r.get("path") == "/items/1"}
+    assert len(pids) == 2, "every connection opened at the first answer went to one worker"

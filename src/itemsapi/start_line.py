@@ -1,0 +1,53 @@
+"""Workers start listening together.
+
+Granian's workers each bind a socket of their own (SO_REUSEPORT) once the app factory returns,
+and the kernel spreads new connections over the sockets listening at that moment. Building the
+app takes a worker 150-300 ms on two busy cores, and the first worker to finish used to listen
+alone for about 100 ms: a client that opens its keep-alive connections at the first answer (a
+proxy's connection pool, a load generator, an HTTP/2 client) kept every one of them on that
+worker, leaving the others idle. So each worker, its app built, marks its arrival in a folder
+`itemsapi serve` gives them all and waits until every worker has arrived. The wait is bounded:
+a worker that fails to start must not keep the others from serving. A worker started later (a
+replacement for one that died) finds them all arrived and goes on at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ENV = "ITEMSAPI_START_LINE"  # "<workers>:<folder>", set by `itemsapi serve` for its workers
+TIMEOUT = 10.0  # seconds a worker waits for the others before serving anyway
+_POLL = 0.002
+
+
+@contextmanager
+def drawn(workers: int) -> Iterator[None]:
+    """A start line for `workers` workers, in the environment they inherit, for the server's
+    lifetime."""
+    with tempfile.TemporaryDirectory(prefix="itemsapi-start-") as folder:
+        os.environ[ENV] = f"{workers}:{folder}"
+        try:
+            yield
+        finally:
+            del os.environ[ENV]
+
+
+def wait(timeout: float = TIMEOUT) -> bool:
+    """Mark this worker arrived and wait until all have; False if they did not within
+    `timeout`. Without a start line (the app run some other way) there is nothing to wait for."""
+    line = os.environ.get(ENV)
+    if not line:
+        return True
+    workers, folder = line.split(":", 1)
+    (Path(folder) / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(folder)) < int(workers):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL)
+    return True
