@@ -36,8 +36,9 @@ def _settings(**overrides: object) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _database_url(settings: Settings) -> str:
-    """The configured database, or the embedded one (started, schema applied) when unset."""
+def _database_url(settings: Settings, *, apply_schema: bool = True) -> str:
+    """The configured database, or the embedded one when unset: started, and its schema applied
+    unless the caller (init-db) applies it itself."""
     if settings.database_url:
         return settings.database_url
     log.info(
@@ -48,7 +49,8 @@ def _database_url(settings: Settings) -> str:
         url = embedded.start(settings.data_dir)
     except embedded.EmbeddedUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    db.apply_schema(url)
+    if apply_schema:
+        db.apply_schema(url)
     return url
 
 
@@ -215,7 +217,7 @@ def init_db(wait: float) -> None:
     """Apply sql/init.sql (idempotent) to DATABASE_URL, or to the embedded database."""
     settings = _settings()
     json_logging.configure(settings.log_level)
-    url = _database_url(settings)
+    url = _database_url(settings, apply_schema=False)
     deadline = time.monotonic() + wait
     while True:
         try:

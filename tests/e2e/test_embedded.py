@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.helpers import http, item_payload
@@ -27,3 +30,23 @@ def test_serve_without_database_url_uses_the_embedded_database_and_keeps_data(
     second = start_server("", **env)
     items = http("GET", f"{second.url}/items").json()["items"]
     assert [i["name"] for i in items] == ["kept"]
+
+
+def test_init_db_without_database_url_sets_up_the_embedded_database(tmp_path, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("ITEMSAPI_DATA_DIR", str(tmp_path / "data"))
+    init_db = subprocess.run(
+        [sys.executable, "-m", "itemsapi", "init-db"], capture_output=True, text=True, timeout=120
+    )
+    assert init_db.returncode == 0, init_db.stdout + init_db.stderr
+    assert "schema applied" in init_db.stdout
+    # Looked at by a process of its own, which stops the embedded server again as it exits.
+    check = (
+        "from itemsapi import config, embedded, repository\n"
+        "url = embedded.start(config.Settings.from_env().data_dir)\n"
+        "print(repository.inspect_server(url).schema_in_place)"
+    )
+    inspected = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=120
+    )
+    assert inspected.stdout.strip() == "True", inspected.stdout + inspected.stderr
