@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import subprocess
 import sys
 
 from itemsapi import start_line
@@ -58,3 +60,24 @@ def test_the_start_line_lasts_as_long_as_the_server():
         assert os.path.isdir(folder)
     assert start_line.ENV not in os.environ
     assert not os.path.exists(folder)
+
+
+def test_a_worker_left_alone_at_the_line_serves_and_says_so(clean_db):
+    build = (
+        "import os\n"
+        "from itemsapi import cli, start_line\n"
+        "start_line.TIMEOUT = 0.2\n"
+        "app = cli.worker_app()\n"
+        "print('built', app.name, flush=True)\n"
+        "os._exit(0)\n"  # the pool's threads need not be wound down
+    )
+    with start_line.drawn(2):  # the other worker never comes
+        result = subprocess.run(
+            [sys.executable, "-c", build], env={**os.environ, "DATABASE_URL": clean_db},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [json.loads(line) for line in result.stdout.splitlines() if "serving before" in line]
+    assert [w["level"] for w in warnings] == ["WARNING"]
+    assert warnings[0]["message"] == "serving before every worker has started"
+    assert "built itemsapi.app" in result.stdout

@@ -37,15 +37,16 @@ def drawn(workers: int) -> Iterator[None]:
             del os.environ[ENV]
 
 
-def wait(timeout: float = TIMEOUT) -> bool:
+def wait(timeout: float | None = None) -> bool:
     """Mark this worker arrived and wait until all have; False if they did not within
-    `timeout`. Without a start line (the app run some other way) there is nothing to wait for."""
+    `timeout` (TIMEOUT). Without a start line (the app run some other way) there is nothing to
+    wait for."""
     line = os.environ.get(ENV)
     if not line:
         return True
     workers, folder = line.split(":", 1)
     (Path(folder) / str(os.getpid())).touch()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (TIMEOUT if timeout is None else timeout)
     while len(os.listdir(folder)) < int(workers):
         if time.monotonic() >= deadline:
             return False
