@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 
 from itemsapi import start_line
 
@@ -81,3 +82,21 @@ def test_a_worker_left_alone_at_the_line_serves_and_says_so(clean_db):
     assert [w["level"] for w in warnings] == ["WARNING"]
     assert warnings[0]["message"] == "serving before every worker has started"
     assert "built itemsapi.app" in result.stdout
+
+
+def test_without_a_writable_temporary_folder_workers_start_without_a_line(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with start_line.drawn(2):
+        assert start_line.ENV not in os.environ
+        assert start_line.wait(timeout=0)  # nothing to wait for
+    assert "workers start without a start line" in caplog.text
+
+
+def test_a_worker_started_after_the_folder_was_cleaned_away_serves():
+    with start_line.drawn(2):
+        folder = os.environ[start_line.ENV].split(":", 1)[1]
+        os.rmdir(folder)  # what a /tmp cleaner does to a server running for weeks
+        assert start_line.wait(timeout=0)
+    assert start_line.ENV not in os.environ  # and the server's own clean-up did not fail

@@ -13,12 +13,15 @@ replacement for one that died) finds them all arrived and goes on at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 ENV = "ITEMSAPI_START_LINE"  # "<workers>:<folder>", set by `itemsapi serve` for its workers
 TIMEOUT = 10.0  # seconds a worker waits for the others before serving anyway
@@ -28,8 +31,15 @@ _POLL = 0.002
 @contextmanager
 def drawn(workers: int) -> Iterator[None]:
     """A start line for `workers` workers, in the environment they inherit, for the server's
-    lifetime."""
-    with tempfile.TemporaryDirectory(prefix="itemsapi-start-") as folder:
+    lifetime. Where no temporary folder can be made (a read-only file system) the workers
+    start without one, as before there was a start line."""
+    try:
+        made = tempfile.TemporaryDirectory(prefix="itemsapi-start-", ignore_cleanup_errors=True)
+    except OSError as exc:
+        log.warning("workers start without a start line", extra={"error": str(exc)})
+        yield
+        return
+    with made as folder:
         os.environ[ENV] = f"{workers}:{folder}"
         try:
             yield
@@ -45,10 +55,13 @@ def wait(timeout: float | None = None) -> bool:
     if not line:
         return True
     workers, folder = line.split(":", 1)
-    (Path(folder) / str(os.getpid())).touch()
     deadline = time.monotonic() + (TIMEOUT if timeout is None else timeout)
-    while len(os.listdir(folder)) < int(workers):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(_POLL)
+    try:
+        (Path(folder) / str(os.getpid())).touch()
+        while len(os.listdir(folder)) < int(workers):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+    except FileNotFoundError:  # the folder was cleaned away (a weeks-old /tmp): serve
+        pass
     return True
