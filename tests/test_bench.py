@@ -5,6 +5,8 @@ test.)"""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,8 @@ import pytest
 
 from bench.paired import Build, checked
 from bench.run import AccessLines, wait_for_workers
+from tests.e2e.conftest import free_port
+from tests.helpers import http, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,3 +97,37 @@ def test_access_lines_are_counted_by_worker_scenario_by_scenario(tmp_path):
     with log.open("a") as more:
         more.write("}\n")
     assert lines.requests_per_worker() == [1]
+
+
+def test_the_bare_design_yardstick_answers_the_peers_requests(clean_db, tmp_path):
+    # bench/bare_flask.py stands in for the project in the peers' script: it must answer their
+    # four requests on the API's table as the API would, or its figures compare nothing.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "bare.log"
+    command = [
+        str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--workers", "1",
+        "--port", str(port), "--no-log", "bench.bare_flask:app",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, "DATABASE_URL": clean_db}, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: http("GET", f"{url}/items/1").status == 404, 30, "the bare server")
+        body = {"name": "bench", "description": "created by wrk", "price": 9.5, "quantity": 3,
+                "attributes": {"k": "v"}}  # fmt: skip
+        created = http("POST", f"{url}/items", body)  # post.lua's body
+        assert created.status == 201
+        item = created.json()
+        assert {k: item[k] for k in body} == body
+        assert http("GET", f"{url}/items/{item['id']}").json() == item
+        patched = http("PATCH", f"{url}/items/{item['id']}", {"quantity": 7, "description": "p"})
+        assert patched.status == 200
+        assert (patched.json()["quantity"], patched.json()["version"]) == (7, 2)
+        assert [i["id"] for i in http("GET", f"{url}/items?limit=20").json()["items"]] == [1]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert "served 1 items" in log.read_text()
