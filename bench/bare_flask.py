@@ -1,5 +1,5 @@
-"""The fixed design with nothing of itemsapi's: one Flask view reading an item through a
-psycopg pool (the usual cursor path), served by Granian with the API's settings. No request
+"""The fixed design with nothing of itemsapi's: Flask views running one statement each through
+a psycopg pool (the usual cursor path), served by Granian with the API's settings. No request
 ids, metrics, access log, validation, ETags or problem responses: what the design itself
 allows on this machine, for comparing the API and the peers against it (README, Performance).
 GET /items/{id}, GET /items?limit=N (by id), POST /items and PATCH /items/{id} (quantity and
@@ -9,8 +9,8 @@ indexes as the API's; run it in the peers' script in place of the project:
     ../shared/peers/run.sh -t 8 -c 32 --project ".venv/bin/granian --interface wsgi \
         --workers 2 --blocking-threads 4 --port 18094 --no-log bench.bare_flask:app" 18094
 
-Each worker prints about how many items it served when it stops, to tell a run that reached only
-one worker (these workers have no start line) from one that reached both.
+Each worker prints about how many items it served by id when it stops, to tell a run that
+reached only one worker (these workers have no start line) from one that reached both.
 """
 
 import os
