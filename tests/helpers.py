@@ -94,7 +94,11 @@ def run_at_once(action: Callable[[], object], times: int, timeout: float = 60) -
     return failures
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
+    """Until `predicate` holds, asking every `interval` seconds; a refused or reset request
+    (OSError) counts as "not yet"."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -102,7 +106,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
                 return
         except OSError:
             pass
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 

@@ -334,10 +334,11 @@ def test_ctrl_c_stops_the_server_and_every_worker_at_once(cluster, start_server)
 
 def test_a_stop_while_workers_are_starting_ends_the_server_at_once(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2", wait=None)
-    deadline = time.monotonic() + 30
-    while "Spawning worker-2" not in server.log_path.read_text():  # polled tightly: see below
-        assert time.monotonic() < deadline, "the workers were never spawned"
-        time.sleep(0.002)
+
+    def spawned() -> bool:
+        return "Spawning worker-2" in server.log_path.read_text()
+
+    wait_until(spawned, 30, "the workers to be spawned", interval=0.002)  # tightly: see below
     time.sleep(0.03)  # into the workers' app factory: its imports and create_app take ~150 ms
     server.process.send_signal(signal.SIGTERM)  # docker stop, right after start
     assert server.process.wait(timeout=5) == 0  # not the shutdown timeout's 10 s
@@ -421,14 +422,12 @@ def test_every_worker_listens_by_the_time_the_first_answers(cluster, start_serve
     # load generator) must find every worker listening, or all its connections stay on one.
     server = start_server(cluster.url, "--workers", "2", wait=None)
     host, port = server.url.removeprefix("http://").split(":")
-    deadline = time.monotonic() + 30
-    while True:  # polled tightly: a worker listening alone used to do so for ~100 ms
-        assert time.monotonic() < deadline, "the server never answered"
-        try:
-            if http("GET", f"{server.url}/live", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.002)
+
+    def answers() -> bool:
+        return http("GET", f"{server.url}/live", timeout=2).status == 200
+
+    # Polled tightly: a worker listening alone used to do so for ~100 ms.
+    wait_until(answers, 30, "a first answer", interval=0.002)
     connections = [HTTPConnection(host, int(port), timeout=10) for _ in range(32)]
     for connection in connections:
         connection.connect()
