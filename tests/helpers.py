@@ -110,6 +110,17 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def make_the_schema_fail(database_url: str) -> None:
+    """Give the database a jsonb_merge_patch(jsonb, jsonb) returning something else: the
+    script's CREATE OR REPLACE FUNCTION, after the table and its indexes, cannot replace it,
+    so sql/init.sql fails part way, and no retry helps."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION jsonb_merge_patch(jsonb, jsonb) RETURNS text"
+            " LANGUAGE sql AS 'SELECT 1::text'"
+        )
+
+
 class TableLock:
     """While held, a transaction has ACCESS EXCLUSIVE on items: every statement on it waits."""
 

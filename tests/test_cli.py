@@ -13,6 +13,7 @@ from itemsapi.cli import main
 from itemsapi.config import Settings
 from itemsapi.repository import inspect_server
 from tests.e2e.conftest import free_port
+from tests.helpers import make_the_schema_fail
 from tests.pgcluster import Cluster
 
 
@@ -42,11 +43,7 @@ def test_init_db_of_an_unreachable_database_is_a_clear_error(runner, monkeypatch
 def test_init_db_refused_by_the_server_fails_at_once_even_when_told_to_wait(
     runner, empty_database, monkeypatch
 ):
-    with psycopg.connect(empty_database, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FUNCTION jsonb_merge_patch(jsonb, jsonb) RETURNS text"
-            " LANGUAGE sql AS 'SELECT 1::text'"
-        )
+    make_the_schema_fail(empty_database)
     monkeypatch.setenv("DATABASE_URL", empty_database)
     started = time.monotonic()
     result = runner.invoke(main, ["init-db", "--wait", "60"])

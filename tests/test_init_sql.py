@@ -12,7 +12,7 @@ import pytest
 
 from itemsapi import embedded
 from itemsapi.db import apply_schema, schema_path
-from tests.helpers import run_at_once
+from tests.helpers import make_the_schema_fail, run_at_once
 
 
 def psql_binary() -> str:
@@ -92,13 +92,7 @@ def test_a_run_on_a_live_database_does_not_wait_for_its_writes(sql, clean_db):
 
 
 def test_a_run_that_fails_part_way_leaves_nothing_behind(empty_database):
-    # A function of the same name and arguments that returns something else: the script's
-    # CREATE OR REPLACE FUNCTION, after the table and its indexes, cannot replace it.
-    with psycopg.connect(empty_database, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FUNCTION jsonb_merge_patch(jsonb, jsonb) RETURNS text"
-            " LANGUAGE sql AS 'SELECT 1::text'"
-        )
+    make_the_schema_fail(empty_database)
     run = run_psql(empty_database)
     assert run.returncode != 0
     assert "cannot change return type" in run.stderr
