@@ -284,11 +284,22 @@ def worker_pids(server) -> list[int]:
 
 
 def is_running(pid: int) -> bool:
-    """Alive and not a zombie (which has closed its sockets already)."""
+    """Some thread of the process is still alive. Its sockets close only with its last thread:
+    the first thread of a killed process shows as a zombie as soon as it has exited itself,
+    while the others may still hold the listening socket (seen: a zombie first thread with
+    both workers' sockets still listening)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        threads = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
         return False
+    return any(_thread_state(pid, thread) not in (None, "Z") for thread in threads)
+
+
+def _thread_state(pid: int, thread: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/task/{thread}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # gone meanwhile (reading a vanishing task can fail with ESRCH too)
+        return None
 
 
 def blocked_signals(pid: int, thread: str) -> int:
