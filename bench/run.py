@@ -31,7 +31,7 @@ import psycopg
 from psycopg import ClientCursor, sql
 from psycopg.types.json import Jsonb
 
-from itemsapi import db, embedded, pagination, repository
+from itemsapi import db, embedded, pagination, statements
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -133,12 +133,12 @@ def progress(label: str, done: int, total: int, started: float) -> None:
 
 
 def pgbench_statements(url: str) -> tuple[str, str]:
-    """The API's own SELECT by id and INSERT, from the repository's builders, so that pgbench
+    """The API's own SELECT by id and INSERT, from statements.py, so that pgbench
     runs exactly the SQL the API does: the id as a pgbench variable, the new row inlined."""
-    select_by_id = repository.select_statement().as_string().replace("%(id)s", ":id")
+    select_by_id = statements.select_statement().as_string().replace("%(id)s", ":id")
     row = {**PGBENCH_ROW, "attributes": Jsonb(PGBENCH_ROW["attributes"])}
     with psycopg.connect(url) as conn:
-        insert = ClientCursor(conn).mogrify(repository.insert_statement(), row)
+        insert = ClientCursor(conn).mogrify(statements.insert_statement(), row)
     return select_by_id + ";", insert + ";"
 
 

@@ -13,22 +13,17 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
-from itemsapi.db import apply_schema, create_pool
-from itemsapi.exceptions import (
+from itemsapi.db import ServerFacts, apply_schema, create_database, create_pool, inspect_server
+from itemsapi.errors import (
     ConstraintViolation,
     DatabaseUnavailable,
     ItemNotFound,
     PreconditionFailed,
     SchemaMissing,
 )
-from itemsapi.repository import (
-    ItemRepository,
-    ListQuery,
-    ServerFacts,
-    create_database,
-    inspect_server,
-)
+from itemsapi.repository import ItemRepository
 from itemsapi.schemas import validate_write
+from itemsapi.statements import ListQuery
 from tests.helpers import TableLock, api_backends, run_at_once, wait_until
 
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from itemsapi.repository import (
+from itemsapi.statements import (
     ListQuery,
     delete_statement,
     escape_like,

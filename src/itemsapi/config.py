@@ -35,6 +35,9 @@ class Settings:
     pool_max_lifetime: float = 1800.0
     statement_timeout_ms: int = 5000
     ready_timeout: float = 1.0
+    # Runs of a statement shape on a connection before psycopg prepares it; None: never (for
+    # a transaction-pooling PgBouncer, where server sessions change under a connection).
+    prepare_threshold: int | None = 5
 
     max_body_bytes: int = 1024 * 1024
 
@@ -108,6 +111,10 @@ def _log_level(raw: str) -> str:
     return raw.upper()
 
 
+def _threshold(raw: str) -> int | None:
+    return None if raw.lower() == "none" else int(raw)
+
+
 _ENV_NAMES = {
     f.name: ("DATABASE_URL" if f.name == "database_url" else f"ITEMSAPI_{f.name.upper()}")
     for f in dataclasses.fields(Settings)
@@ -122,13 +129,21 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "pool_max_lifetime": float,
     "statement_timeout_ms": int,
     "ready_timeout": float,
+    "prepare_threshold": _threshold,
     "max_body_bytes": int,
     "port": int,
     "workers": int,
     "blocking_threads": int,
     "shutdown_timeout": int,
 }
-_KIND = {int: "integer", float: "number", str: "string", Path: "path", _log_level: "log level"}
+_KIND = {
+    int: "integer",
+    float: "number",
+    str: "string",
+    Path: "path",
+    _log_level: "log level",
+    _threshold: "integer or none",
+}
 
 
 def env_name(field_name: str) -> str:

@@ -1,4 +1,5 @@
-"""Connection pool lifecycle and schema application.
+"""The database around the items: the connection pool's lifecycle, applying the schema, the
+server facts `itemsapi serve` checks at start, and creating the embedded default's database.
 
 One ConnectionPool per server process, created by the app factory inside that process (Granian
 calls the factory in each worker, so no pool is ever inherited across a fork), opened
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import select
+from contextlib import suppress
+from dataclasses import dataclass
 from importlib import resources
 from multiprocessing.util import Finalize
 from pathlib import Path
@@ -16,12 +19,15 @@ from pathlib import Path
 import orjson
 import psycopg
 from flask import Flask
+from psycopg import errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
+from itemsapi.errors import DatabaseUnavailable
 from itemsapi.repository import ItemRepository
+from itemsapi.statements import server_facts_statement
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,7 @@ def connection_options(settings: Settings) -> dict[str, object]:
     return {
         "autocommit": True,  # every statement is its own transaction: no BEGIN/COMMIT trips
         "row_factory": dict_row,
+        "prepare_threshold": settings.prepare_threshold,
         "application_name": "itemsapi",
         "options": f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC",
     }
@@ -116,3 +123,33 @@ def apply_schema(database_url: str) -> None:
     script = schema_path().read_text()
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(script)  # no parameters: sent as one multi-statement simple query
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    connections_allowed: int  # max_connections less the connections reserved for superusers
+    schema_in_place: bool
+
+
+def inspect_server(database_url: str) -> ServerFacts:
+    """What `itemsapi serve` checks once before it starts, on a connection of its own."""
+    try:
+        with psycopg.connect(
+            database_url, connect_timeout=3, autocommit=True, row_factory=dict_row
+        ) as conn:
+            facts = conn.execute(server_facts_statement()).fetchone()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(str(exc).strip()) from exc
+    return ServerFacts(**facts)
+
+
+def create_database(admin_url: str, name: str) -> None:
+    """Create database `name` through `admin_url` unless it exists (the embedded default)."""
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        # Another process (a second `itemsapi` command on the same folder) may create it between
+        # the check and the CREATE: PostgreSQL reports that clash on its catalog's unique index.
+        with suppress(errors.DuplicateDatabase, errors.UniqueViolation):
+            conn.execute(statement)

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-from itemsapi.repository import create_database
+from itemsapi.db import create_database
 
 log = logging.getLogger(__name__)
 

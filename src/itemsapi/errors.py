@@ -1,122 +1,83 @@
-"""Map domain errors and HTTP exceptions to problem+json responses; nothing else leaks out."""
+"""Domain errors, raised by the core (repository, validation) and mapped to HTTP in errors.py."""
 
 from __future__ import annotations
 
-import logging
 
-from flask import Flask, Response
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-
-from itemsapi.exceptions import (
-    BadParameter,
-    Conflict,
-    ConstraintViolation,
-    DatabaseUnavailable,
-    ItemNotFound,
-    PreconditionFailed,
-    QueryTimeout,
-    ValidationFailed,
-)
-from itemsapi.metrics import count_database_error
-from itemsapi.responses import problem
-
-log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = "1"
+class ItemsError(Exception):
+    """Base class of every error the core raises on purpose."""
 
 
-def init_app(app: Flask) -> None:
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(ValidationFailed, _validation_failed)
-    app.register_error_handler(BadParameter, _bad_parameter)
-    app.register_error_handler(ItemNotFound, _not_found)
-    app.register_error_handler(PreconditionFailed, _precondition_failed)
-    app.register_error_handler(Conflict, _conflict)
-    app.register_error_handler(ConstraintViolation, _constraint_violation)
-    app.register_error_handler(DatabaseUnavailable, _unavailable)
-    app.register_error_handler(QueryTimeout, _query_timeout)
-    app.register_error_handler(Exception, _unexpected)
+class ItemNotFound(ItemsError):
+    def __init__(self, item_id: int) -> None:
+        super().__init__(f"item {item_id} does not exist")
+        self.item_id = item_id
 
 
-def _http_error(exc: HTTPException) -> Response:
-    headers = {}
-    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
-    for name, value in exc.response.headers.items() if exc.response else ():
-        headers.setdefault(name, value)
-    return problem(exc.code or 500, exc.description or "", headers=headers)
+class PreconditionFailed(ItemsError):
+    """The item exists but its current version is not one the client named in If-Match."""
+
+    def __init__(self, item_id: int, current_version: int) -> None:
+        super().__init__(f"item {item_id} is at version {current_version}")
+        self.item_id = item_id
+        self.current_version = current_version
 
 
-def _validation_failed(exc: ValidationFailed) -> Response:
-    errors = [{"field": e.field, "message": e.message} for e in exc.errors]
-    count = len(errors)
-    detail = f"the request body has {count} invalid field{'s' if count != 1 else ''}"
-    return problem(422, detail, kind="validation-error", title="Invalid item", errors=errors)
+class ConstraintViolation(ItemsError):
+    """The database refused the data (a CHECK or NOT NULL constraint, a value out of range)."""
 
 
-def _bad_parameter(exc: BadParameter) -> Response:
-    return problem(
-        400,
-        f"query parameter {exc.name!r}: {exc.message}",
-        kind="invalid-parameter",
-        title="Invalid query parameter",
-        errors=[{"field": exc.name, "message": exc.message}],
-    )
+class Conflict(ItemsError):
+    """The write conflicts with existing data (a unique constraint)."""
 
 
-def _not_found(exc: ItemNotFound) -> Response:
-    return problem(404, str(exc), kind="item-not-found", title="Item not found")
+class DatabaseUnavailable(ItemsError):
+    """The database cannot serve requests now: the pool is exhausted, the server is down, or
+    the schema is not in place.
+
+    `kind` says which: "pool_timeout" (no connection within the pool timeout), "connection"
+    (the server refused or dropped the connection) or "schema" (see SchemaMissing)."""
+
+    def __init__(self, message: str, kind: str = "connection") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
-def _precondition_failed(exc: PreconditionFailed) -> Response:
-    return problem(
-        412,
-        f"item {exc.item_id} has changed: its current version is {exc.current_version}",
-        kind="precondition-failed",
-        title="Item has changed",
-    )
+class SchemaMissing(DatabaseUnavailable):
+    """The database answers but sql/init.sql has not been applied to it (or only an older
+    version): every item request would fail until an operator runs `itemsapi init-db`."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        because = f" ({reason})" if reason else ""
+        super().__init__(
+            f"the itemsapi schema is not in place{because}: run `itemsapi init-db`", "schema"
+        )
 
 
-def _conflict(exc: Conflict) -> Response:
-    count_database_error("conflict")
-    return problem(409, "the change conflicts with existing data", kind="conflict")
+class QueryTimeout(ItemsError):
+    """A statement ran past statement_timeout and was cancelled by the server."""
 
 
-def _constraint_violation(exc: ConstraintViolation) -> Response:
-    count_database_error("constraint")
-    return problem(
-        422,
-        f"the database refused the item: {exc}",
-        kind="constraint-violation",
-        title="Invalid item",
-        errors=[],
-    )
+class FieldError(ItemsError):
+    """One bad input field; `field` is a dotted path, or None for the body as a whole."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
 
 
-def _unavailable(exc: DatabaseUnavailable) -> Response:
-    log.warning("database unavailable: %s", exc, extra={"kind": exc.kind})
-    return _retry_later(exc.kind, "database-unavailable", "is not available right now")
+class ValidationFailed(ItemsError):
+    """The request body is well-formed JSON but breaks the contract; lists every bad field."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
 
 
-def _query_timeout(exc: QueryTimeout) -> Response:
-    log.warning("statement timed out")
-    return _retry_later("statement_timeout", "database-timeout", "took too long to answer")
+class BadParameter(ItemsError):
+    """A query parameter is malformed (400)."""
 
-
-def _retry_later(metric_kind: str, problem_kind: str, what_happened: str) -> Response:
-    """503 with Retry-After: the request may well succeed if the client tries again."""
-    count_database_error(metric_kind)
-    return problem(
-        503,
-        f"the database {what_happened}; try again shortly",
-        kind=problem_kind,
-        title="Service unavailable",
-        headers={"Retry-After": RETRY_AFTER_SECONDS},
-    )
-
-
-def _unexpected(exc: Exception) -> Response:
-    if isinstance(exc, HTTPException):  # pragma: no cover - routed to _http_error first
-        return _http_error(exc)
-    log.exception("unhandled error")
-    return problem(500, "an internal error occurred; it has been logged", kind="internal-error")
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message

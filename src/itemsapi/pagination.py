@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from itemsapi.repository import SortKey
+from itemsapi.statements import SortKey
 
 
 class InvalidCursor(ValueError):
