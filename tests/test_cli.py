@@ -8,10 +8,10 @@ import time
 
 import psycopg
 
-from itemsapi import cli
+from itemsapi import server
 from itemsapi.cli import main
 from itemsapi.config import Settings
-from itemsapi.repository import inspect_server
+from itemsapi.db import inspect_server
 from tests.e2e.conftest import free_port
 from tests.helpers import make_the_schema_fail
 from tests.pgcluster import Cluster
@@ -91,9 +91,9 @@ def test_serve_options_are_validated_like_the_environment(runner, monkeypatch):
 
 
 def _start_check_records(caplog, settings: Settings) -> list[logging.LogRecord]:
-    with caplog.at_level(logging.INFO, logger="itemsapi.cli"):
-        cli._check_database(settings, settings.database_url)
-    return [r for r in caplog.records if r.name == "itemsapi.cli"]
+    with caplog.at_level(logging.INFO, logger="itemsapi.server"):
+        server.check_database(settings, settings.database_url)
+    return [r for r in caplog.records if r.name == "itemsapi.server"]
 
 
 def test_serve_start_check_names_a_missing_schema(empty_database, caplog):

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from itemsapi import openapi
-from itemsapi.exceptions import ValidationFailed
+from itemsapi.errors import ValidationFailed
 from itemsapi.schemas import ATTRIBUTES_MAX_DEPTH, validate_patch, validate_write
 
 

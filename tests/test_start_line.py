@@ -66,9 +66,9 @@ def test_the_start_line_lasts_as_long_as_the_server():
 def test_a_worker_left_alone_at_the_line_serves_and_says_so(clean_db):
     build = (
         "import os\n"
-        "from itemsapi import cli, start_line\n"
+        "from itemsapi import server, start_line\n"
         "start_line.TIMEOUT = 0.2\n"
-        "app = cli.worker_app()\n"
+        "app = server.worker_app()\n"
         "print('built', app.name, flush=True)\n"
         "os._exit(0)\n"  # the pool's threads need not be wound down
     )

@@ -1,5 +1,5 @@
 """The application factory: `itemsapi.app:create_app` (Granian calls it once per worker, through
-`itemsapi.cli:worker_app`)."""
+`itemsapi.server:worker_app`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import db, errors, metrics, middleware
-from itemsapi import logging as json_logging
+from itemsapi import db, http_errors, jsonlog, metrics, middleware
 from itemsapi.api import docs, items, probes
 from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
@@ -26,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "DATABASE_URL is not set: point it at a PostgreSQL database, "
             "or run `itemsapi serve`, which starts the embedded one"
         )
-    json_logging.configure(settings.log_level)
+    jsonlog.configure(settings.log_level)
 
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
@@ -39,7 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.extensions[db.REPOSITORY_KEY], settings.ready_timeout
     )
     metrics.init_app(app, app.extensions[db.POOL_KEY])
-    errors.init_app(app)
+    http_errors.init_app(app)
     middleware.init_app(app)
     app.register_blueprint(items.bp)
     app.register_blueprint(probes.bp)

@@ -1,10 +1,19 @@
-"""Domain errors, raised by the core (repository, validation) and mapped to HTTP in errors.py."""
+"""Domain errors: what the core (validation, repository) raises on purpose. http_errors.py maps
+each class to an HTTP problem.
+
+`str(error)` is for the log; `error.detail` is what a client may read, so an error that carries
+the database's own words (a constraint's text, a connection failure) keeps them out of it.
+"""
 
 from __future__ import annotations
 
 
 class ItemsError(Exception):
     """Base class of every error the core raises on purpose."""
+
+    @property
+    def detail(self) -> str:
+        return str(self)
 
 
 class ItemNotFound(ItemsError):
@@ -17,44 +26,9 @@ class PreconditionFailed(ItemsError):
     """The item exists but its current version is not one the client named in If-Match."""
 
     def __init__(self, item_id: int, current_version: int) -> None:
-        super().__init__(f"item {item_id} is at version {current_version}")
+        super().__init__(f"item {item_id} has changed: its current version is {current_version}")
         self.item_id = item_id
         self.current_version = current_version
-
-
-class ConstraintViolation(ItemsError):
-    """The database refused the data (a CHECK or NOT NULL constraint, a value out of range)."""
-
-
-class Conflict(ItemsError):
-    """The write conflicts with existing data (a unique constraint)."""
-
-
-class DatabaseUnavailable(ItemsError):
-    """The database cannot serve requests now: the pool is exhausted, the server is down, or
-    the schema is not in place.
-
-    `kind` says which: "pool_timeout" (no connection within the pool timeout), "connection"
-    (the server refused or dropped the connection) or "schema" (see SchemaMissing)."""
-
-    def __init__(self, message: str, kind: str = "connection") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class SchemaMissing(DatabaseUnavailable):
-    """The database answers but sql/init.sql has not been applied to it (or only an older
-    version): every item request would fail until an operator runs `itemsapi init-db`."""
-
-    def __init__(self, reason: str | None = None) -> None:
-        because = f" ({reason})" if reason else ""
-        super().__init__(
-            f"the itemsapi schema is not in place{because}: run `itemsapi init-db`", "schema"
-        )
-
-
-class QueryTimeout(ItemsError):
-    """A statement ran past statement_timeout and was cancelled by the server."""
 
 
 class FieldError(ItemsError):
@@ -73,11 +47,78 @@ class ValidationFailed(ItemsError):
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
 
+    @property
+    def detail(self) -> str:
+        count = len(self.errors)
+        return f"the request body has {count} invalid field{'s' if count != 1 else ''}"
+
 
 class BadParameter(ItemsError):
     """A query parameter is malformed (400)."""
 
     def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-        self.message = message
+        super().__init__(f"query parameter {name!r}: {message}")
+        self.errors = [FieldError(name, message)]
+
+
+class DatabaseError(ItemsError):
+    """The database refused or could not run a statement. `kind` labels it in the metrics."""
+
+    kind = "database"
+
+
+class ConstraintViolation(DatabaseError):
+    """The database refused the data (a CHECK or NOT NULL constraint, a value out of range).
+    The message names the constraint, never the data."""
+
+    kind = "constraint"
+    errors: list[FieldError] = []  # noqa: RUF012 - no field to name: the row as a whole
+
+    @property
+    def detail(self) -> str:
+        return f"the database refused the item: {self}"
+
+
+class Conflict(DatabaseError):
+    """The write conflicts with existing data (a unique constraint)."""
+
+    kind = "conflict"
+
+    @property
+    def detail(self) -> str:
+        return "the change conflicts with existing data"
+
+
+class QueryTimeout(DatabaseError):
+    """A statement ran past statement_timeout and was cancelled by the server."""
+
+    kind = "statement_timeout"
+
+    @property
+    def detail(self) -> str:
+        return "the database took too long to answer; try again shortly"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot serve requests now. `kind` says why: "pool_timeout" (no connection
+    within the pool timeout), "connection" (the server refused or dropped the connection) or
+    "schema" (see SchemaMissing)."""
+
+    def __init__(self, message: str, kind: str = "connection") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def detail(self) -> str:
+        return "the database is not available right now; try again shortly"
+
+
+class SchemaMissing(DatabaseUnavailable):
+    """The database answers but sql/init.sql has not been applied to it (or only an older
+    version): every item request would fail until an operator runs `itemsapi init-db`."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        because = f" ({reason})" if reason else ""
+        super().__init__(
+            f"the itemsapi schema is not in place{because}: run `itemsapi init-db`", "schema"
+        )

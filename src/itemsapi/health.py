@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from itemsapi.exceptions import ItemsError
+from itemsapi.errors import ItemsError
 from itemsapi.repository import ItemRepository
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask
 
 from itemsapi import metrics
-from itemsapi.logging import access_log, request_id, write_access_line
+from itemsapi.jsonlog import access_log, request_id, write_access_line
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from itemsapi.exceptions import FieldError, ValidationFailed
+from itemsapi.errors import FieldError, ValidationFailed
 
 WRITABLE_FIELDS = ("name", "description", "price", "quantity", "attributes")
 READ_ONLY_FIELDS = ("id", "version", "created_at", "updated_at")

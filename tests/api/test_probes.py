@@ -94,7 +94,7 @@ def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
         assert response.get_json()["type"].endswith(":database-unavailable")
         assert "items" not in response.get_json()["detail"]  # the server's words stay inside
         assert response.headers["Retry-After"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "itemsapi.errors"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "itemsapi.http_errors"]
     assert 'relation "items" does not exist' in logged[0]
     assert "itemsapi init-db" in logged[0]
 

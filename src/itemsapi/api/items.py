@@ -13,10 +13,11 @@ from werkzeug.routing import BaseConverter
 
 from itemsapi import pagination
 from itemsapi.db import REPOSITORY_KEY
-from itemsapi.exceptions import BadParameter
-from itemsapi.repository import SORT_KEYS, ItemRepository, ListQuery, Row
+from itemsapi.errors import BadParameter
+from itemsapi.repository import ItemRepository, Row
 from itemsapi.responses import json_response
 from itemsapi.schemas import PRICE_MAX, parse_json, validate_patch, validate_write
+from itemsapi.statements import SORT_KEYS, ListQuery
 
 bp = Blueprint("items", __name__)
 

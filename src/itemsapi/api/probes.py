@@ -6,8 +6,8 @@ from flask import Blueprint, Response, current_app
 
 from itemsapi import __version__
 from itemsapi.db import POOL_KEY
-from itemsapi.errors import RETRY_AFTER_SECONDS
 from itemsapi.health import DatabaseCheck
+from itemsapi.http_errors import RETRY_AFTER_SECONDS
 from itemsapi.responses import json_response
 
 bp = Blueprint("probes", __name__)
