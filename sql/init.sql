@@ -5,6 +5,9 @@
 -- One transaction, all or nothing, and runs started at the same moment (replicas that each run
 -- `itemsapi init-db` as they start) take turns on an advisory lock held until it commits:
 -- otherwise two CREATE ... IF NOT EXISTS can both find nothing and one fails on the other's row.
+--
+-- This file is the baseline, version 0 of the schema, and stays as it is: every later change is a
+-- numbered file in sql/migrations, applied by `itemsapi migrate` and recorded in schema_migrations.
 
 BEGIN;
 
@@ -99,5 +102,20 @@ BEGIN
     RETURN result;
 END
 $$;
+
+-- The migrations runner's ledger: one row per applied version. checksum is the sha256 of the
+-- migration file, so an applied file edited afterwards is caught; NULL for this baseline, which
+-- cannot hash itself.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE schema_migrations IS 'Schema versions applied; 0 is sql/init.sql.';
+
+INSERT INTO schema_migrations (version, name) VALUES (0, 'baseline')
+ON CONFLICT (version) DO NOTHING;
 
 COMMIT;
