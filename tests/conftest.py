@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from psycopg import sql as pgsql
 
-from itemsapi import db, embedded
+from itemsapi import embedded, migrations
 from itemsapi.app import close_app, create_app
 
 POSTGRES_IMAGE = "postgres:18"
@@ -42,19 +42,19 @@ def _docker_answers() -> bool:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     explicit = os.environ.get("ITEMSAPI_TEST_DATABASE_URL")
     if explicit:
-        db.apply_schema(explicit)
+        migrations.migrate(explicit)
         yield explicit
     elif _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
             url = container.get_connection_url()
-            db.apply_schema(url)
+            migrations.migrate(url)
             yield url
     else:
         data_dir = tmp_path_factory.mktemp("embedded-pg")
         url = embedded.start(data_dir, database="itemsapi_test", cleanup="delete")
-        db.apply_schema(url)
+        migrations.migrate(url)
         yield url
 
 

@@ -11,25 +11,33 @@ import psycopg
 from itemsapi import server
 from itemsapi.cli import main
 from itemsapi.config import Settings
-from itemsapi.db import inspect_server
+from itemsapi.db import apply_schema, inspect_server
 from tests.e2e.conftest import free_port
 from tests.helpers import make_the_schema_fail
 from tests.pgcluster import Cluster
 
 
-def test_init_db_applies_the_schema_idempotently(runner, clean_db, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", clean_db)
-    with psycopg.connect(clean_db, autocommit=True) as conn:
+def test_init_db_brings_a_database_from_before_migrations_up_to_date(
+    runner, empty_database, monkeypatch
+):
+    # A database made by an older release: init.sql's objects, rows, no schema_migrations.
+    apply_schema(empty_database)
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("DROP TABLE schema_migrations")
         conn.execute("INSERT INTO items (name) VALUES ('survives')")
         conn.execute("DROP INDEX items_name_id_idx")
+    monkeypatch.setenv("DATABASE_URL", empty_database)
     result = runner.invoke(main, ["init-db"])
     assert result.exit_code == 0, result.output
     assert "schema applied" in result.output
-    with psycopg.connect(clean_db) as conn:
+    with psycopg.connect(empty_database) as conn:
         assert conn.execute("SELECT name FROM items").fetchall() == [("survives",)]
         assert conn.execute(
             "SELECT 1 FROM pg_indexes WHERE indexname = 'items_name_id_idx'"
         ).fetchone()
+        assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
+            (0, "baseline")
+        ]
 
 
 def test_init_db_of_an_unreachable_database_is_a_clear_error(runner, monkeypatch):
@@ -48,7 +56,10 @@ def test_init_db_refused_by_the_server_fails_at_once_even_when_told_to_wait(
     started = time.monotonic()
     result = runner.invoke(main, ["init-db", "--wait", "60"])
     assert result.exit_code == 1
-    assert "Error: schema not applied: cannot change return type" in result.output
+    assert (
+        "Error: schema not applied: migration init.sql failed: cannot change return type"
+        in result.output
+    )
     assert time.monotonic() - started < 30  # not retried until the wait runs out
 
 
@@ -100,7 +111,7 @@ def test_serve_start_check_names_a_missing_schema(empty_database, caplog):
     records = _start_check_records(caplog, Settings(database_url=empty_database))
     errors = [r for r in records if r.levelno == logging.ERROR]
     assert len(errors) == 1
-    assert "itemsapi init-db" in errors[0].getMessage()
+    assert "itemsapi migrate" in errors[0].getMessage()
 
 
 def test_serve_start_check_weighs_the_pools_against_max_connections(clean_db, caplog):

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from itemsapi import embedded
-from itemsapi.db import apply_schema, schema_path
+from itemsapi.db import apply_schema
+from itemsapi.migrations import baseline_path as schema_path
 from tests.helpers import make_the_schema_fail, run_at_once
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import db, http_errors, jsonlog, metrics, middleware
+from itemsapi import db, http_errors, jsonlog, metrics, middleware, migrations
 from itemsapi.api import docs, items, probes
 from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
@@ -34,8 +34,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = False
 
     db.init_app(app)
+    required = {m.version: m.path.name for m in migrations.discover()}
     app.extensions[probes.CHECK_KEY] = DatabaseCheck(
-        app.extensions[db.REPOSITORY_KEY], settings.ready_timeout
+        app.extensions[db.REPOSITORY_KEY], settings.ready_timeout, required
     )
     metrics.init_app(app, app.extensions[db.POOL_KEY])
     http_errors.init_app(app)

@@ -1,19 +1,24 @@
-"""The `itemsapi` command: click commands only. `serve` runs the API (server.py), `init-db`
-applies the schema (db.py); both use the embedded PostgreSQL when DATABASE_URL is unset."""
+"""The `itemsapi` command: click commands only. `serve` runs the API (server.py), `migrate`
+brings the schema up to date (migrations.py); each uses the embedded PostgreSQL when
+DATABASE_URL is unset."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 import psycopg
 
-from itemsapi import db, embedded, jsonlog, server
+from itemsapi import embedded, jsonlog, migrations, server
 from itemsapi.config import ConfigError, Settings, env_name
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -37,8 +42,8 @@ def _database_url(settings: Settings, *, apply_schema: bool = True) -> str:
         url = embedded.start(settings.data_dir)
     except embedded.EmbeddedUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    if apply_schema:
-        db.apply_schema(url)
+    if apply_schema:  # only the embedded default migrates by itself
+        migrations.migrate(url)
     return url
 
 
@@ -71,32 +76,64 @@ def serve(
         raise click.ClickException(str(exc)) from None
 
 
-@main.command("init-db")
-@click.option(
+WAIT_OPTION = click.option(
     "--wait",
     type=click.FloatRange(min=0),
     default=0,
     show_default=True,
     help="Seconds to keep trying while the database cannot be reached (it may be starting).",
 )
+
+
+@main.command()
+@WAIT_OPTION
+@click.option("--status", is_flag=True, help="List applied and pending migrations; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be applied; change nothing.")
+def migrate(wait: float, status: bool, dry_run: bool) -> None:
+    """Bring the schema up to date: the baseline (sql/init.sql) if missing, then every pending
+    file of sql/migrations in order, each once, under a lock (replicas may run it together)."""
+    url = _setup(apply_schema=False)
+    if status:
+        for row in _retrying(lambda: migrations.status(url), wait):
+            click.echo(f"{row.version:04d}  {row.state:<8} {row.name}")
+        return
+    done = _retrying(lambda: migrations.migrate(url, dry_run=dry_run), wait)
+    verb = "would apply" if dry_run else "applied"
+    for migration in done:
+        click.echo(f"{verb} {migration.version:04d} {migration.name}")
+    if not done:
+        click.echo("schema up to date: nothing to apply")
+
+
+@main.command("init-db")
+@WAIT_OPTION
 def init_db(wait: float) -> None:
-    """Apply sql/init.sql (idempotent) to DATABASE_URL, or to the embedded database."""
+    """Apply the schema: the same as `itemsapi migrate`, kept for existing scripts."""
+    url = _setup(apply_schema=False)
+    done = _retrying(lambda: migrations.migrate(url), wait)
+    click.echo(f"schema applied: {len(done)} migration(s) now, up to date")
+
+
+def _setup(*, apply_schema: bool) -> str:
     settings = _settings()
     jsonlog.configure(settings.log_level)
-    url = _database_url(settings, apply_schema=False)
+    return _database_url(settings, apply_schema=apply_schema)
+
+
+def _retrying(work: Callable[[], T], wait: float) -> T:
+    """work(), tried again every second for `wait` seconds while the database cannot be reached
+    (it may be starting too); any other failure is final at once, as a one-line error."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            db.apply_schema(url)
-            break
+            return work()
         except psycopg.OperationalError as exc:  # could not connect, or lost the connection
             if time.monotonic() >= deadline:
                 raise _not_applied(exc) from None
             log.info("database not reachable yet; trying again", extra={"error": str(exc)})
             time.sleep(1)
-        except psycopg.Error as exc:  # the server refused the script: retrying will not help
+        except (psycopg.Error, migrations.MigrationError) as exc:  # retrying will not help
             raise _not_applied(exc) from None
-    click.echo(f"schema applied from {db.schema_path()}")
 
 
 def _not_applied(exc: Exception) -> click.ClickException:

@@ -12,9 +12,7 @@ import logging
 import select
 from contextlib import suppress
 from dataclasses import dataclass
-from importlib import resources
 from multiprocessing.util import Finalize
-from pathlib import Path
 
 import orjson
 import psycopg
@@ -26,7 +24,8 @@ from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
 from itemsapi.errors import DatabaseUnavailable
-from itemsapi.repository import ItemRepository
+from itemsapi.migrations import baseline_path
+from itemsapi.repository import ItemRepository, StatementConnection
 from itemsapi.statements import server_facts_statement
 
 log = logging.getLogger(__name__)
@@ -82,6 +81,7 @@ def create_pool(settings: Settings) -> ConnectionPool:
         timeout=settings.pool_timeout,
         max_idle=settings.pool_max_idle,
         max_lifetime=settings.pool_max_lifetime,
+        connection_class=StatementConnection,
         kwargs=connection_options(settings),
         configure=_configure,
         check=_discard_if_closed_by_server,
@@ -110,17 +110,10 @@ def close_app(app: Flask) -> None:
     app.extensions.pop(POOL_KEY, None)
 
 
-def schema_path() -> Path:
-    """sql/init.sql: packaged inside wheels, at the repository top in a source checkout."""
-    packaged = resources.files("itemsapi") / "sql" / "init.sql"
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "sql" / "init.sql"
-
-
 def apply_schema(database_url: str) -> None:
-    """Run sql/init.sql (idempotent) against a database."""
-    script = schema_path().read_text()
+    """Run the baseline, sql/init.sql (idempotent), as the postgres image does on an empty
+    volume. Bringing a database up to date is migrations.migrate's job."""
+    script = baseline_path().read_text()
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute(script)  # no parameters: sent as one multi-statement simple query
 

@@ -115,10 +115,10 @@ class DatabaseUnavailable(DatabaseError):
 
 class SchemaMissing(DatabaseUnavailable):
     """The database answers but sql/init.sql has not been applied to it (or only an older
-    version): every item request would fail until an operator runs `itemsapi init-db`."""
+    version): every item request would fail until an operator runs `itemsapi migrate`."""
 
     def __init__(self, reason: str | None = None) -> None:
         because = f" ({reason})" if reason else ""
         super().__init__(
-            f"the itemsapi schema is not in place{because}: run `itemsapi init-db`", "schema"
+            f"the itemsapi schema is not in place{because}: run `itemsapi migrate`", "schema"
         )

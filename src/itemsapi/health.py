@@ -1,5 +1,10 @@
 """The database check behind /ready and /health, bounded in time whatever the database does.
 
+Ready means the database answers and its schema is at least the version this code needs: every
+migration shipped with it has been applied. The server never migrates (only `itemsapi migrate`
+does, or the embedded default at start): it stays unready, naming what is pending in its log,
+and becomes ready by itself once they are applied.
+
 The check runs on one background thread per process and the caller waits at most `timeout`:
 a hung server or an exhausted pool makes the probe answer "unavailable" on time, and while one
 check is stuck, later probes wait on that same check instead of piling up more.
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -25,16 +31,20 @@ class CheckResult:
     ok: bool
     latency_ms: float | None
     error: str | None = None
+    pending: tuple[str, ...] = ()  # file names of migrations not applied yet
 
 
 class DatabaseCheck:
-    def __init__(self, repository: ItemRepository, timeout: float) -> None:
+    def __init__(
+        self, repository: ItemRepository, timeout: float, required: Mapping[int, str]
+    ) -> None:
         self._repository = repository
         self._timeout = timeout
+        self._required = dict(required)  # version -> file name of every migration shipped
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-check")
         self._lock = threading.Lock()
         self._inflight: Future[CheckResult] | None = None
-        self._last_ok: bool | None = None
+        self._last: CheckResult | None = None
 
     def run(self) -> CheckResult:
         with self._lock:
@@ -49,20 +59,29 @@ class DatabaseCheck:
         return result
 
     def _note(self, result: CheckResult) -> None:
-        if result.ok == self._last_ok:
+        last = self._last
+        self._last = result
+        if last is not None and (last.ok, last.error) == (result.ok, result.error):
             return
         if result.ok:
             log.info("database available", extra={"latency_ms": result.latency_ms})
+        elif result.pending:
+            log.warning(
+                "not ready: migrations pending; run `itemsapi migrate`",
+                extra={"pending": list(result.pending)},
+            )
         else:
             log.warning("database unavailable", extra={"reason": result.error})
-        self._last_ok = result.ok
 
     def _ping(self) -> CheckResult:
         started = time.perf_counter()
         try:
-            self._repository.ping(self._timeout)
+            applied = self._repository.ping(self._timeout)
         except ItemsError as exc:
             return CheckResult(False, _ms_since(started), type(exc).__name__)
+        pending = tuple(name for v, name in sorted(self._required.items()) if v not in applied)
+        if pending:
+            return CheckResult(False, _ms_since(started), "MigrationsPending", pending)
         return CheckResult(True, _ms_since(started))
 
     def close(self) -> None:

@@ -40,6 +40,23 @@ _SELECT = text(statements.select_statement)
 _INSERT = text(statements.insert_statement)
 _VERSION = text(statements.version_statement)
 _PING = text(statements.ping_statement)
+_APPLIED = text(statements.applied_versions_statement)
+
+
+class StatementConnection(psycopg.Connection[Row]):
+    """The pool's connections: each keeps one cursor for the repository's statements.
+
+    A cursor is reusable, and a pooled connection serves one thread at a time, so its cursor
+    does too. Making a cursor per statement (as Connection.execute does) copies the
+    connection's adapters every time, a large part of a short statement's cost."""
+
+    _statements: psycopg.Cursor[Row] | None = None
+
+    def run(self, query: str, params: Mapping[str, Any] | None = None) -> psycopg.Cursor[Row]:
+        cursor = self._statements
+        if cursor is None or cursor.closed:
+            cursor = self._statements = self.cursor()
+        return cursor.execute(query, params)
 
 
 @dataclass(frozen=True)
@@ -58,10 +75,10 @@ class ItemRepository:
 
     def create(self, values: Mapping[str, Any]) -> Row:
         params = _with_jsonb(values)
-        return self._write(lambda conn: conn.execute(_INSERT, params).fetchone())
+        return self._write(lambda conn: conn.run(_INSERT, params).fetchone())
 
     def get(self, item_id: int) -> Row:
-        row = self._read(lambda conn: conn.execute(_SELECT, {"id": item_id}).fetchone())
+        row = self._read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone())
         if row is None:
             raise ItemNotFound(item_id)
         return row
@@ -69,7 +86,7 @@ class ItemRepository:
     def list(self, query: ListQuery) -> Page:
         statement = text(statements.list_sql, *statements.list_shape(query))
         params = statements.list_params(query)
-        rows = self._read(lambda conn: conn.execute(statement, params).fetchall())
+        rows = self._read(lambda conn: conn.run(statement, params).fetchall())
         if len(rows) <= query.limit:
             return Page(rows, None)
         rows = rows[: query.limit]
@@ -93,13 +110,15 @@ class ItemRepository:
         statement = text(statements.delete_statement, check_version=versions is not None)
         self._change(item_id, statement, {}, versions)
 
-    def ping(self, timeout: float) -> None:
-        """One round trip on a pooled connection, waiting at most `timeout` for the pool, that
-        also asks whether the schema is in place: without it every item request would fail."""
+    def ping(self, timeout: float) -> frozenset[int]:
+        """The schema versions applied, read on a pooled connection (waiting at most `timeout`
+        for the pool) after checking the schema is in place: without it every item request
+        would fail."""
         with self._connection(timeout) as conn:
-            row = conn.execute(_PING).fetchone()
-        if not row["in_place"]:
-            raise SchemaMissing()
+            if not conn.run(_PING).fetchone()["in_place"]:
+                raise SchemaMissing()
+            versions = conn.run(_APPLIED).fetchone()["versions"]
+        return frozenset(versions or ())
 
     def _change(
         self, item_id: int, statement: str, values: Mapping[str, Any], versions: list[int] | None
@@ -108,19 +127,19 @@ class ItemRepository:
         if versions is not None:
             params["versions"] = versions
 
-        def run(conn: psycopg.Connection) -> Row:
-            row = conn.execute(statement, params).fetchone()
+        def run(conn: StatementConnection) -> Row:
+            row = conn.run(statement, params).fetchone()
             if row is not None:
                 return row
             # Nothing matched: tell a missing item from a stale If-Match.
-            current = conn.execute(_VERSION, {"id": item_id}).fetchone()
+            current = conn.run(_VERSION, {"id": item_id}).fetchone()
             if current is None:
                 raise ItemNotFound(item_id)
             raise PreconditionFailed(item_id, current["version"])
 
         return self._write(run)
 
-    def _read(self, work: Callable[[psycopg.Connection], T]) -> T:
+    def _read(self, work: Callable[[StatementConnection], T]) -> T:
         # A read is idempotent: if its connection turns out to be dead (the server restarted
         # since it was pooled), one more try on a fresh connection is safe.
         try:
@@ -131,13 +150,13 @@ class ItemRepository:
             with self._connection() as conn:
                 return work(conn)
 
-    def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
+    def _write(self, work: Callable[[StatementConnection], T]) -> T:
         # Writes are never retried: the first attempt may have committed.
         with self._connection() as conn:
             return work(conn)
 
     @contextmanager
-    def _connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+    def _connection(self, timeout: float | None = None) -> Iterator[StatementConnection]:
         """A pooled connection; every driver error raised while it is held leaves as a domain
         error, with the server's words kept for the log, never for the client."""
         conn = None

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from flask import Flask
 
-from itemsapi import jsonlog, start_line
+from itemsapi import jsonlog, migrations, start_line
 from itemsapi.config import Settings
 from itemsapi.db import inspect_server
 from itemsapi.errors import DatabaseUnavailable
@@ -142,11 +143,7 @@ def check_database(settings: Settings, database_url: str) -> None:
             extra={"error": str(exc)},
         )
         return
-    if not facts.schema_in_place:
-        log.error(
-            "the database has no itemsapi schema; item requests get 503 and /ready says "
-            "SchemaMissing until `itemsapi init-db` applies sql/init.sql"
-        )
+    _check_schema(database_url, facts.schema_in_place)
     budget = settings.workers * settings.pool_max_size
     extra = {
         "workers": settings.workers,
@@ -158,3 +155,17 @@ def check_database(settings: Settings, database_url: str) -> None:
         log.warning("workers x pool max size exceeds the server's max_connections", extra=extra)
     else:
         log.info("connection budget fits the server", extra=extra)
+
+
+def _check_schema(database_url: str, in_place: bool) -> None:
+    try:
+        pending = [m.path.name for m in migrations.pending(database_url)]
+    except (migrations.MigrationError, psycopg.Error) as exc:
+        log.error("cannot tell which migrations are pending", extra={"error": str(exc)})
+        return
+    if not in_place or pending:
+        log.error(
+            "the database schema is behind this code: /ready answers 503 (and item requests "
+            "may fail) until `itemsapi migrate` applies the pending migrations",
+            extra={"pending": pending},
+        )

@@ -182,16 +182,22 @@ def sort_key(row: dict[str, Any], sort: str) -> SortKey:
     return (row[sort], row["id"])
 
 
-# What the item statements need from sql/init.sql (the trigram index is optional).
+# What the item statements need from sql/init.sql (the trigram index is optional), and the
+# table that says which migrations have been applied since.
 _SCHEMA_IN_PLACE = sql.SQL(
     "to_regclass('items') IS NOT NULL"
     " AND to_regprocedure('jsonb_merge_patch(jsonb, jsonb)') IS NOT NULL"
+    " AND to_regclass('schema_migrations') IS NOT NULL"
 )
 
 
 def ping_statement() -> sql.Composed:
     """One round trip that also says whether the schema the item statements need is in place."""
     return sql.SQL("SELECT {} AS in_place").format(_SCHEMA_IN_PLACE)
+
+
+def applied_versions_statement() -> sql.SQL:
+    return sql.SQL("SELECT array_agg(version) AS versions FROM schema_migrations")
 
 
 def server_facts_statement() -> sql.Composed:

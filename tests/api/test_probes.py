@@ -96,7 +96,7 @@ def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
         assert response.headers["Retry-After"]
     logged = [r.getMessage() for r in caplog.records if r.name == "itemsapi.http_errors"]
     assert 'relation "items" does not exist' in logged[0]
-    assert "itemsapi init-db" in logged[0]
+    assert "itemsapi migrate" in logged[0]
 
     apply_schema(empty_database)  # as `itemsapi init-db` would, while the app runs
     assert client.get("/ready").status_code == 200

@@ -98,7 +98,7 @@ def test_without_the_schema_it_says_so_and_serves_once_init_db_has_run(
     for _ in range(6):  # spread over the workers: none of them has prepared anything
         assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
     (error,) = [line for line in json_lines(server) if line["level"] == "ERROR"]
-    assert "itemsapi init-db" in error["message"]
+    assert "itemsapi migrate" in error["message"]
 
     init = subprocess.run(
         [sys.executable, "-m", "itemsapi", "init-db"],
