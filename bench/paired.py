@@ -84,11 +84,12 @@ def main() -> None:
 
 
 def export(revision: str, into: Path) -> Build:
-    """A revision's src/ unpacked into a folder (the working tree's is used where it is)."""
+    """A revision's src/ and sql/ (the schema and migrations it ships) unpacked into a folder
+    (the working tree's are used where they are)."""
     if revision == WORKING_TREE:
         return checked(Build(WORKING_TREE, ROOT / "src"))
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", revision, "src"],
+        ["git", "archive", "--format=tar", revision, "src", "sql"],
         cwd=ROOT, capture_output=True, check=True,
     ).stdout  # fmt: skip
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:

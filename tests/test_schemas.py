@@ -9,7 +9,14 @@ import pytest
 
 from itemsapi import openapi
 from itemsapi.errors import ValidationFailed
-from itemsapi.schemas import ATTRIBUTES_MAX_DEPTH, validate_patch, validate_write
+from itemsapi.schemas import (
+    ATTRIBUTES_MAX_DEPTH,
+    ItemPatch,
+    ItemWrite,
+    validate_patch,
+    validate_write,
+)
+from itemsapi.statements import WRITABLE_COLUMNS
 
 
 def errors_of(validate, data) -> dict:
@@ -180,3 +187,10 @@ def test_depth_error_names_where_it_happened():
     [(path, message)] = errors.items()
     assert path.startswith("attributes.a")
     assert message == f"nests deeper than {ATTRIBUTES_MAX_DEPTH} levels"
+
+
+def test_the_models_write_exactly_the_columns_the_statements_allow():
+    # One allow-list: a field added to the models but not to the SQL (or the other way round)
+    # would be dropped silently or refused by update_statement.
+    assert tuple(ItemWrite.model_fields) == WRITABLE_COLUMNS
+    assert tuple(ItemPatch.model_fields) == WRITABLE_COLUMNS

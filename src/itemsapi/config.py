@@ -1,151 +1,169 @@
 """Configuration: read once from the environment, validated, failing fast with a clear message.
 
-Every variable the service reads is listed here (and explained in `.env.example`).
+Every variable the service reads is listed here (and explained in `.env.example`): a field
+`name` is read from `ITEMSAPI_NAME`, except `database_url`, read from `DATABASE_URL` as every
+PostgreSQL tool spells it. An unset or empty variable means the default.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    SettingsConfigDict,
+)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENV_PREFIX = "ITEMSAPI_"
+DATABASE_URL = "DATABASE_URL"
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    # None means "no server given": `itemsapi serve` then starts the embedded PostgreSQL.
-    database_url: str | None = None
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _none_word(value: Any) -> Any:
+    # `none` switches preparing off (PgBouncer in transaction mode and other poolers hand a
+    # client's prepared statements to other clients); an empty variable still means the default.
+    return None if isinstance(value, str) and value.lower() == "none" else value
+
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    """Values given to the constructor win over the environment's (tests, CLI options)."""
+
+    # An empty variable means the default; a .env file is for compose and the shell, and is
+    # not read behind the operator's back (no env_file).
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
+
+    # None means "no server given": `itemsapi serve` then starts the embedded PostgreSQL. Read
+    # from DATABASE_URL alone; the field's own name is for code (replace, tests).
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices(DATABASE_URL, "database_url")
+    )
     data_dir: Path = Path(".itemsapi")
     environment: str = "development"
-    log_level: str = "INFO"
+    log_level: Annotated[str, BeforeValidator(_upper)] = "INFO"
 
     # Pool sizing and timeouts (seconds). One pool per server process.
-    pool_min_size: int = 2
+    pool_min_size: Annotated[int, Field(ge=0)] = 2
     pool_max_size: int = 8
-    pool_timeout: float = 2.0
-    pool_max_idle: float = 300.0
-    pool_max_lifetime: float = 1800.0
-    statement_timeout_ms: int = 5000
-    ready_timeout: float = 1.0
-    # Runs of a statement shape on a connection before psycopg prepares it; None: never (for
-    # a transaction-pooling PgBouncer, where server sessions change under a connection).
-    prepare_threshold: int | None = 5
+    pool_timeout: Positive = 2.0
+    pool_max_idle: Positive = 300.0
+    pool_max_lifetime: Positive = 1800.0
+    statement_timeout_ms: Annotated[int, Field(ge=1)] = 5000
+    ready_timeout: Positive = 1.0
+    # Executions of a statement before psycopg prepares it on that connection (psycopg's own
+    # default); None never prepares, which is what a transaction-mode pooler needs.
+    prepare_threshold: Annotated[
+        Annotated[int, Field(ge=0)] | None, BeforeValidator(_none_word)
+    ] = 5
 
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
     # How `itemsapi serve` runs Granian.
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    blocking_threads: int = 4
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1)] = 1
+    blocking_threads: Annotated[int, Field(ge=1)] = 4
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
-    shutdown_timeout: int = 10
+    shutdown_timeout: Annotated[int, Field(ge=1)] = 10
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.pool_min_size < 0:
-            problems.append("ITEMSAPI_POOL_MIN_SIZE must be >= 0")
-        if self.pool_max_size < max(1, self.pool_min_size):
-            problems.append("ITEMSAPI_POOL_MAX_SIZE must be >= 1 and >= ITEMSAPI_POOL_MIN_SIZE")
-        for name, value in (
-            ("ITEMSAPI_POOL_TIMEOUT", self.pool_timeout),
-            ("ITEMSAPI_POOL_MAX_IDLE", self.pool_max_idle),
-            ("ITEMSAPI_POOL_MAX_LIFETIME", self.pool_max_lifetime),
-            ("ITEMSAPI_READY_TIMEOUT", self.ready_timeout),
-        ):
-            if value <= 0:
-                problems.append(f"{name} must be > 0")
-        if self.statement_timeout_ms < 1:
-            problems.append("ITEMSAPI_STATEMENT_TIMEOUT_MS must be >= 1")
-        if self.max_body_bytes < 1024:
-            problems.append("ITEMSAPI_MAX_BODY_BYTES must be >= 1024")
-        if self.log_level not in LOG_LEVELS:
-            problems.append(f"ITEMSAPI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
-        if not 1 <= self.port <= 65535:
-            problems.append("ITEMSAPI_PORT must be between 1 and 65535")
-        if self.workers < 1:
-            problems.append("ITEMSAPI_WORKERS must be >= 1")
-        if self.shutdown_timeout < 1:
-            problems.append("ITEMSAPI_SHUTDOWN_TIMEOUT must be >= 1")
-        if self.blocking_threads < 1:
-            problems.append("ITEMSAPI_BLOCKING_THREADS must be >= 1")
-        if self.database_url is not None and not self.database_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            problems.append("DATABASE_URL must be a postgresql:// URL")
-        if problems:
-            raise ConfigError("invalid configuration: " + "; ".join(problems))
+    def __init__(self, **values: Any) -> None:
+        # One error for every bad value at once, each named by the variable that sets it.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = "; ".join(_describe(error) for error in exc.errors())
+            raise ConfigError(f"invalid configuration: {problems}") from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, values: Any) -> Any:
+        # A variable set to spaces is as good as empty: the default, not a parse error.
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @field_validator("pool_max_size")
+    @classmethod
+    def _room_for_min_size(cls, value: int, info: ValidationInfo) -> int:
+        # Checked here rather than after the model so that it is reported together with the rest.
+        if value < max(1, info.data.get("pool_min_size", 0)):
+            raise ValueError(f"must be >= 1 and >= {env_name('pool_min_size')}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        errors = []
-        for field in dataclasses.fields(cls):
-            name = _ENV_NAMES[field.name]
-            raw = env.get(name, "").strip()
-            if not raw:
-                continue
-            parse = _PARSERS.get(field.name, str)
-            try:
-                values[field.name] = parse(raw)
-            except ValueError:
-                errors.append(f"{name}={raw!r} is not a valid {_KIND[parse]}")
-        if errors:
-            raise ConfigError("invalid configuration: " + "; ".join(errors))
-        return cls(**values)
+    def from_env(cls) -> Settings:
+        """Settings from the process environment, every bad variable reported at once."""
+        return cls()
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
-
-
-def _log_level(raw: str) -> str:
-    return raw.upper()
-
-
-def _threshold(raw: str) -> int | None:
-    return None if raw.lower() == "none" else int(raw)
-
-
-_ENV_NAMES = {
-    f.name: ("DATABASE_URL" if f.name == "database_url" else f"ITEMSAPI_{f.name.upper()}")
-    for f in dataclasses.fields(Settings)
-}
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "data_dir": Path,
-    "log_level": _log_level,
-    "pool_min_size": int,
-    "pool_max_size": int,
-    "pool_timeout": float,
-    "pool_max_idle": float,
-    "pool_max_lifetime": float,
-    "statement_timeout_ms": int,
-    "ready_timeout": float,
-    "prepare_threshold": _threshold,
-    "max_body_bytes": int,
-    "port": int,
-    "workers": int,
-    "blocking_threads": int,
-    "shutdown_timeout": int,
-}
-_KIND = {
-    int: "integer",
-    float: "number",
-    str: "string",
-    Path: "path",
-    _log_level: "log level",
-    _threshold: "integer or none",
-}
+        """A copy with some fields changed, validated like the original."""
+        return type(self)(**{**self.model_dump(), **changes})
 
 
 def env_name(field_name: str) -> str:
     """The environment variable that sets a Settings field."""
-    return _ENV_NAMES[field_name]
+    if field_name not in Settings.model_fields:
+        raise KeyError(field_name)
+    alias = Settings.model_fields[field_name].validation_alias
+    return alias.choices[0] if isinstance(alias, AliasChoices) else ENV_PREFIX + field_name.upper()
+
+
+_NOT_A = {"int_parsing": "integer", "float_parsing": "number", "int_from_float": "integer"}
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _describe(error: Any) -> str:
+    where = str(error["loc"][0]) if error["loc"] else ""
+    name = env_name(where) if where in Settings.model_fields else where
+    kind, context = error["type"], error.get("ctx", {})
+    if kind in _NOT_A:
+        return f"{name}={error['input']!r} is not a valid {_NOT_A[kind]}"
+    if kind == "extra_forbidden":
+        return f"{name} is not a setting"
+    if kind == "value_error":
+        return f"{name} {context['error']}"
+    bounds = [f"{sign} {_number(context[key])}" for key, sign in _BOUNDS.items() if key in context]
+    if bounds:
+        return f"{name} must be {' and '.join(bounds)}"
+    return f"{name}: {error['msg']}"
+
+
+def _number(value: float) -> float:
+    # A float field's bound 0 reads as 0, not 0.0.
+    return int(value) if float(value).is_integer() else value

@@ -1,614 +1,131 @@
-"""The OpenAPI 3.1 document: the item schemas come from schemas.py (the definitions that validate
-request bodies), the rest is described here once, next to nothing else."""
+"""The OpenAPI 3.1 document: the hand-written part (openapi.yaml: paths, prose, examples, shared
+responses and headers) completed with what the code defines once: the body schemas, from the
+pydantic models that validate requests and shape responses, and the bounds of the parameters,
+from the modules that enforce them."""
 
 from __future__ import annotations
 
 from functools import cache
+from importlib import resources
 from typing import Any
 
+import yaml
 from pydantic.json_schema import models_json_schema
 
 from itemsapi import __version__
-from itemsapi.api.items import LIMIT_DEFAULT, LIMIT_MAX, Q_MAX, SORT_CHOICES
+from itemsapi.listing import LIMIT_DEFAULT, LIMIT_MAX, Q_MAX, SORT_CHOICES
+from itemsapi.response_models import PUBLISHED
 from itemsapi.schemas import (
+    ATTRIBUTES_MAX_DEPTH,
     COMPONENT_MARKER,
+    ITEM_ID_MAX,
+    JSON_NUMBER_LIMIT,
     NO_NUL,
     PRICE_MAX,
     Item,
     ItemPatch,
     ItemWrite,
-    attributes_json_schemas,
 )
 
-JSON = "application/json"
-PROBLEM = "application/problem+json"
-MERGE_PATCH = "application/merge-patch+json"
-ETAG_PATTERN = r'^"[0-9]+-[0-9]+"$'
+SCHEMA_REF = "#/components/schemas/"
+# Request bodies are published as they validate, responses as they serialize.
+MODELS = [
+    (ItemWrite, "validation"),
+    (ItemPatch, "validation"),
+    (Item, "serialization"),
+    *((model, "serialization") for model in PUBLISHED),
+]
 
 
-def _ref(kind: str, name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _header(name: str) -> dict[str, str]:
-    return _ref("headers", name)
-
-
-EXAMPLE_ITEM = {
-    "id": 42,
-    "name": "Widget",
-    "description": "A useful widget",
-    "price": 19.99,
-    "quantity": 5,
-    "attributes": {"color": "red", "size": {"w": 10, "h": 20}},
-    "version": 3,
-    "created_at": "2026-11-22T10:00:00.000000Z",
-    "updated_at": "2026-11-22T10:05:00.000000Z",
-}
-
-
-def _problem_response(description: str, example: dict[str, Any], **headers: Any) -> dict:
+def parameter_schemas() -> dict[str, dict[str, Any]]:
+    """The schemas of the parameters openapi.yaml leaves without one, by parameter name."""
+    price = {"type": "number", "minimum": 0, "maximum": PRICE_MAX}
     return {
-        "description": description,
-        "headers": {"X-Request-ID": _header("X-Request-ID"), **headers},
-        "content": {PROBLEM: {"schema": _ref("schemas", "Problem"), "example": example}},
+        "item_id": {"type": "integer", "minimum": 1, "maximum": ITEM_ID_MAX},
+        "limit": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_DEFAULT},
+        "sort": {"type": "string", "enum": list(SORT_CHOICES), "default": "id"},
+        "q": {"type": "string", "maxLength": Q_MAX, "pattern": NO_NUL},
+        "min_price": price,
+        "max_price": price,
     }
 
 
-def _problem(status: int, title: str, detail: str, kind: str | None = None, **extra: Any) -> dict:
-    return {
-        "type": f"urn:itemsapi:problem:{kind}" if kind else "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
+def component_schemas() -> dict[str, Any]:
+    """The models' JSON Schemas, under the models' names; the models a published one is made of
+    (the health report's parts, a problem's error) are inlined rather than published."""
+    _, generated = models_json_schema(MODELS, ref_template=SCHEMA_REF + "{model}")
+    definitions = generated["$defs"]
+    published = {model.__name__ for model, _ in MODELS}
+    parts = {name: definitions.pop(name) for name in set(definitions) - published}
+    return {**_finish(definitions, parts), **attributes_schemas()}
 
 
-def _item_response(description: str, **headers: Any) -> dict:
-    return {
-        "description": description,
-        "headers": {"ETag": _header("ETag"), "X-Request-ID": _header("X-Request-ID"), **headers},
-        "content": {JSON: {"schema": _ref("schemas", "Item"), "example": EXAMPLE_ITEM}},
-    }
+def attributes_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of attributes, as components: the same limits as schemas.check_attributes.
 
-
-def _json_response(description: str, schema: dict, example: Any, **headers: Any) -> dict:
-    return {
-        "description": description,
-        "headers": {"X-Request-ID": _header("X-Request-ID"), **headers},
-        "content": {JSON: {"schema": schema, "example": example}},
-    }
-
-
-def _responses(*codes: int | str, **specific: dict) -> dict[str, Any]:
-    """The operation's own responses, plus shared ones by status code."""
-    shared = {str(code): _ref("responses", SHARED_RESPONSES[str(code)]) for code in codes}
-    return {**specific, **shared}
-
-
-# What PUT and PATCH can go wrong with: the body, the item, the precondition, the database.
-UPDATE_ERRORS = (400, 404, 409, 412, 413, 415, 422, 500, 503)
-
-SHARED_RESPONSES = {
-    "400": "BadRequest",
-    "404": "NotFound",
-    "409": "Conflict",
-    "412": "PreconditionFailed",
-    "413": "ContentTooLarge",
-    "415": "UnsupportedMediaType",
-    "422": "ValidationError",
-    "500": "InternalError",
-    "503": "Unavailable",
-}
-
-ITEM_ID = {
-    "name": "item_id",
-    "in": "path",
-    "required": True,
-    "description": "The item's id: a positive 64-bit integer. Anything else is simply not found.",
-    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-    "example": 42,
-}
-
-
-def _optional_header(name: str, description: str, example: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "header",
-        "required": False,
-        "description": description,
-        "schema": {"type": "string"},
-        "example": example,
-    }
-
-
-IF_MATCH = _optional_header(
-    "If-Match",
-    "Make the write conditional on the item's current ETag (or `*`: it exists). "
-    "A mismatch is 412 and nothing changes; check and write are one atomic statement.",
-    '"42-3"',
-)
-IF_NONE_MATCH = _optional_header(
-    "If-None-Match",
-    "ETags the client holds: a match (weak comparison) gives 304 with no body.",
-    '"42-3"',
-)
-X_REQUEST_ID = _optional_header(
-    "X-Request-ID",
-    "Echoed back when it is 1-128 characters of A-Za-z0-9._:- ; otherwise the server "
-    "generates one. It appears in the server's log lines for the request.",
-    "req-7f3a",
-)
-
-# From a created item to everything that can be done with it (schemathesis follows these).
-ITEM_LINKS = {
-    link: {"operationId": operation, "parameters": {"item_id": "$response.body#/id"}}
-    for link, operation in (
-        ("GetItem", "getItem"),
-        ("ReplaceItem", "replaceItem"),
-        ("PatchItem", "patchItem"),
-        ("DeleteItem", "deleteItem"),
-    )
-}
-
-
-def _paths() -> dict[str, Any]:
-    write_body = {
-        "required": True,
-        "content": {
-            JSON: {
-                "schema": _ref("schemas", "ItemWrite"),
-                "example": {"name": "Widget", "price": 19.99, "attributes": {"color": "red"}},
-            }
-        },
-    }
-    patch_schema = {
-        "schema": _ref("schemas", "ItemPatch"),
-        "example": {"price": None, "attributes": {"color": None, "size": {"h": 25}}},
-    }
-    return {
-        "/items": {
-            "post": {
-                "operationId": "createItem",
-                "summary": "Create an item",
-                "tags": ["items"],
-                "parameters": [X_REQUEST_ID],
-                "requestBody": write_body,
-                "responses": _responses(
-                    400,
-                    409,
-                    413,
-                    415,
-                    422,
-                    500,
-                    503,
-                    **{
-                        "201": {
-                            **_item_response("Created.", Location=_header("Location")),
-                            "links": ITEM_LINKS,
-                        }
-                    },
-                ),
-            },
-            "get": {
-                "operationId": "listItems",
-                "summary": "List items, a page at a time (keyset pagination)",
-                "tags": ["items"],
-                "parameters": [*_list_parameters(), X_REQUEST_ID],
-                "responses": _responses(
-                    400,
-                    500,
-                    503,
-                    **{
-                        "200": _json_response(
-                            "A page of items, in order; next_cursor is null on the last page.",
-                            _ref("schemas", "ItemPage"),
-                            {"items": [EXAMPLE_ITEM], "next_cursor": "WyJpZCIsNDIsNDJd"},
-                            Link=_header("Link"),
-                        )
-                    },
-                ),
-            },
-        },
-        "/items/{item_id}": {
-            "parameters": [ITEM_ID, X_REQUEST_ID],
-            "get": {
-                "operationId": "getItem",
-                "summary": "Read an item",
-                "tags": ["items"],
-                "parameters": [IF_NONE_MATCH],
-                "responses": _responses(
-                    404,
-                    500,
-                    503,
-                    **{
-                        "200": _item_response("The item."),
-                        "304": {
-                            "description": "Not modified: If-None-Match matched. No body.",
-                            "headers": {
-                                "ETag": _header("ETag"),
-                                "X-Request-ID": _header("X-Request-ID"),
-                            },
-                        },
-                    },
-                ),
-            },
-            "put": {
-                "operationId": "replaceItem",
-                "summary": "Replace an item (omitted optional fields reset to their defaults)",
-                "tags": ["items"],
-                "parameters": [IF_MATCH],
-                "requestBody": write_body,
-                "responses": _responses(
-                    *UPDATE_ERRORS,
-                    **{"200": _item_response("Replaced.")},
-                ),
-            },
-            "patch": {
-                "operationId": "patchItem",
-                "summary": "Change some fields (JSON Merge Patch, RFC 7396)",
-                "description": (
-                    "Only the given fields change. `price: null` clears the price; null for any "
-                    "other field is 422. `attributes` merges recursively (null removes a key) in "
-                    "the same atomic statement. `{}` changes nothing and returns the item."
-                ),
-                "tags": ["items"],
-                "parameters": [IF_MATCH],
-                "requestBody": {
-                    "required": True,
-                    "content": {MERGE_PATCH: patch_schema, JSON: patch_schema},
-                },
-                "responses": _responses(
-                    *UPDATE_ERRORS,
-                    **{"200": _item_response("Patched (or unchanged, for an empty patch).")},
-                ),
-            },
-            "delete": {
-                "operationId": "deleteItem",
-                "summary": "Delete an item",
-                "tags": ["items"],
-                "parameters": [IF_MATCH],
-                "responses": _responses(
-                    404,
-                    412,
-                    500,
-                    503,
-                    **{
-                        "204": {
-                            "description": "Deleted. No body.",
-                            "headers": {"X-Request-ID": _header("X-Request-ID")},
-                        }
-                    },
-                ),
-            },
-        },
-        "/live": _probe(
-            "live", "Liveness: 200 while the process serves. Never touches the database."
-        ),
-        "/ready": _probe(
-            "ready",
-            "Readiness: 200 when the database answers within a short bound, else 503.",
-            unavailable=True,
-        ),
-        "/health": _probe(
-            "health",
-            "Detailed health report: version, environment, database latency and pool figures.",
-            unavailable=True,
-            schema=_ref("schemas", "Health"),
-        ),
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics, summed over all worker processes",
-                "tags": ["operations"],
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text exposition format.",
-                        "headers": {"X-Request-ID": _header("X-Request-ID")},
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "tags": ["operations"],
-                "responses": {
-                    "200": _json_response("The OpenAPI 3.1 document.", {"type": "object"}, {})
-                },
-            }
-        },
-    }
-
-
-def _list_parameters() -> list[dict[str, Any]]:
-    price_bound = {"type": "number", "minimum": 0, "maximum": PRICE_MAX}
-    return [
-        {
-            "name": "limit",
-            "in": "query",
-            "description": "Items per page.",
-            "schema": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": LIMIT_MAX,
-                "default": LIMIT_DEFAULT,
-            },
-        },
-        {
-            "name": "cursor",
-            "in": "query",
-            "description": (
-                "Opaque: the next_cursor of the previous page, for the same sort order. A cursor "
-                "this API did not issue, or one issued for another sort order, is 400."
-            ),
-            "schema": {"type": "string"},
-        },
-        {
-            "name": "sort",
-            "in": "query",
-            "description": "Sort key; `-` for descending. Ties are broken by id.",
-            "schema": {"type": "string", "enum": list(SORT_CHOICES), "default": "id"},
-        },
-        {
-            "name": "q",
-            "in": "query",
-            "description": "Case-insensitive substring of name; % and _ match literally.",
-            "schema": {"type": "string", "maxLength": Q_MAX, "pattern": NO_NUL},
-        },
-        {
-            "name": "min_price",
-            "in": "query",
-            "description": "Inclusive lower price bound.",
-            "schema": price_bound,
-        },
-        {
-            "name": "max_price",
-            "in": "query",
-            "description": "Inclusive upper price bound.",
-            "schema": price_bound,
-        },
+    Without recursive references (which many tools cannot generate data for): JsonValue1 is a
+    scalar, JsonValueN a scalar or a container of JsonValue(N-1), so JsonValueN nests N-1
+    containers and attributes, itself one, holds JsonValue(ATTRIBUTES_MAX_DEPTH)."""
+    keys = {"pattern": NO_NUL}
+    scalars: list[dict[str, Any]] = [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number", "minimum": -JSON_NUMBER_LIMIT, "maximum": JSON_NUMBER_LIMIT},
+        {"type": "boolean"},
+        {"type": "null"},
     ]
-
-
-def _probe(name: str, summary: str, *, unavailable: bool = False, schema: dict | None = None):
-    schema = schema or _ref("schemas", "ProbeStatus")
-    responses = {"200": _json_response("Up.", schema, {"status": "ok"})}
-    if unavailable:
-        responses["503"] = _json_response(
-            "The database does not answer in time.",
-            schema,
-            {"status": "unavailable"},
-            **{"Retry-After": _header("Retry-After")},
-        )
-    return {
-        "get": {
-            "operationId": name,
-            "summary": summary,
-            "tags": ["operations"],
-            "responses": responses,
-        }
+    schemas: dict[str, dict[str, Any]] = {}
+    for level in range(1, ATTRIBUTES_MAX_DEPTH + 1):
+        options = list(scalars)
+        if level > 1:
+            inner = {"$ref": f"{SCHEMA_REF}JsonValue{level - 1}"}
+            options.append({"type": "array", "items": inner})
+            options.append({"type": "object", "propertyNames": keys, "additionalProperties": inner})
+        schemas[f"JsonValue{level}"] = {"anyOf": options}
+    schemas["Attributes"] = {
+        "type": "object",
+        "description": (
+            "Free-form JSON object. Strings and keys without NUL; numbers within +-(2**53 - 1); "
+            f"objects and arrays nested at most {ATTRIBUTES_MAX_DEPTH} deep, this one included."
+        ),
+        "propertyNames": keys,
+        "additionalProperties": {"$ref": f"{SCHEMA_REF}JsonValue{ATTRIBUTES_MAX_DEPTH}"},
     }
+    return schemas
 
 
-def _resolve_markers(node: Any) -> Any:
-    if isinstance(node, dict) and COMPONENT_MARKER in node:
-        return _ref("schemas", node[COMPONENT_MARKER])
-    if isinstance(node, dict):
-        return {key: _resolve_markers(value) for key, value in node.items()}
+def _finish(node: Any, parts: dict[str, Any]) -> Any:
+    """Inlines references to `parts` and turns component markers into references."""
     if isinstance(node, list):
-        return [_resolve_markers(value) for value in node]
-    return node
+        return [_finish(value, parts) for value in node]
+    if not isinstance(node, dict):
+        return node
+    if COMPONENT_MARKER in node:
+        return {"$ref": SCHEMA_REF + node[COMPONENT_MARKER]}
+    part = node.get("$ref", "").removeprefix(SCHEMA_REF)
+    if part in parts:
+        return _finish(parts[part], parts)
+    return {key: _finish(value, parts) for key, value in node.items()}
 
 
-def _components() -> dict[str, Any]:
-    _, definitions = models_json_schema(
-        [(ItemWrite, "validation"), (ItemPatch, "validation"), (Item, "serialization")],
-        ref_template="#/components/schemas/{model}",
-    )
-    schemas = {**_resolve_markers(definitions["$defs"]), **attributes_json_schemas()}
-    schemas["ItemPage"] = {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": _ref("schemas", "Item")},
-            "next_cursor": {"type": ["string", "null"]},
-        },
-    }
-    schemas["Problem"] = {
-        "type": "object",
-        "description": "RFC 9457 problem details.",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string", "format": "uri-reference"},
-            "title": {"type": "string"},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "description": "Every bad field (422) or parameter (400).",
-                "items": {
-                    "type": "object",
-                    "required": ["field", "message"],
-                    "properties": {
-                        "field": {"type": ["string", "null"]},
-                        "message": {"type": "string"},
-                    },
-                },
-            },
-        },
-    }
-    schemas["ProbeStatus"] = {
-        "type": "object",
-        "required": ["status"],
-        "properties": {"status": {"type": "string"}, "reason": {"type": ["string", "null"]}},
-    }
-    schemas["Health"] = {
-        "type": "object",
-        "required": ["status", "version", "environment", "checks"],
-        "properties": {
-            "status": {"type": "string", "enum": ["ok", "unavailable"]},
-            "version": {"type": "string"},
-            "environment": {"type": "string"},
-            "checks": {
-                "type": "object",
-                "required": ["database"],
-                "properties": {
-                    "database": {
-                        "type": "object",
-                        "required": ["status", "latency_ms", "pool"],
-                        "properties": {
-                            "status": {"type": "string", "enum": ["ok", "unavailable"]},
-                            "latency_ms": {"type": ["number", "null"]},
-                            "error": {"type": ["string", "null"]},
-                            "pool": {
-                                "type": "object",
-                                "required": ["size", "available", "waiting"],
-                                "properties": {
-                                    k: {"type": "integer", "minimum": 0}
-                                    for k in ("size", "available", "waiting")
-                                },
-                            },
-                        },
-                    }
-                },
-            },
-        },
-    }
-    string = {"type": "string"}
-    headers = {
-        "ETag": {
-            "description": 'Strong entity tag: "<id>-<version>".',
-            "required": True,
-            "schema": {"type": "string", "pattern": ETAG_PATTERN},
-        },
-        "Location": {"description": "Path of the new item.", "required": True, "schema": string},
-        "Link": {
-            "description": 'The next page: `<...>; rel="next"` (absent on the last page).',
-            "schema": string,
-        },
-        "Retry-After": {
-            "description": "Seconds to wait before trying again.",
-            "required": True,
-            "schema": {"type": "string", "pattern": "^[0-9]+$"},
-        },
-        "X-Request-ID": {
-            "description": "The request's id: the client's own when sane, else generated.",
-            "required": True,
-            "schema": string,
-        },
-        "Allow": {"description": "The methods the resource supports.", "schema": string},
-        "Accept-Patch": {"description": "Media types PATCH accepts.", "schema": string},
-    }
-    retry = {"Retry-After": _header("Retry-After")}
-    responses = {
-        "BadRequest": _problem_response(
-            "Malformed JSON, or a bad query parameter.",
-            _problem(
-                400,
-                "Invalid query parameter",
-                "query parameter 'limit': must be an integer from 1 to 100",
-                "invalid-parameter",
-                errors=[{"field": "limit", "message": "must be an integer from 1 to 100"}],
-            ),
-        ),
-        "NotFound": _problem_response(
-            "No such item (or no such path).",
-            _problem(404, "Item not found", "item 42 does not exist", "item-not-found"),
-        ),
-        "MethodNotAllowed": _problem_response(
-            "The resource exists but not with this method (any undocumented method).",
-            _problem(405, "Method Not Allowed", "The method is not allowed for the requested URL."),
-            Allow=_header("Allow"),
-        ),
-        "Conflict": _problem_response(
-            "The change conflicts with existing data.",
-            _problem(409, "Conflict", "the change conflicts with existing data", "conflict"),
-        ),
-        "PreconditionFailed": _problem_response(
-            "If-Match did not match the current version; nothing changed.",
-            _problem(
-                412,
-                "Item has changed",
-                "item 42 has changed: its current version is 4",
-                "precondition-failed",
-            ),
-        ),
-        "ContentTooLarge": _problem_response(
-            "The body is larger than the configured limit (1 MiB by default).",
-            _problem(
-                413,
-                "Request Entity Too Large",
-                "The data value transmitted exceeds the capacity limit.",
-            ),
-        ),
-        "UnsupportedMediaType": _problem_response(
-            "The body was not sent as JSON (or, for PATCH, as a merge patch).",
-            _problem(415, "Unsupported Media Type", "the body must be sent as application/json"),
-            **{"Accept-Patch": _header("Accept-Patch")},
-        ),
-        "ValidationError": _problem_response(
-            "The body breaks the contract; every bad field is listed.",
-            _problem(
-                422,
-                "Invalid item",
-                "the request body has 2 invalid fields",
-                "validation-error",
-                errors=[
-                    {"field": "name", "message": "is required"},
-                    {"field": "version", "message": "is read-only"},
-                ],
-            ),
-        ),
-        "Unavailable": _problem_response(
-            "The database is unreachable, the pool exhausted, or a statement timed out.",
-            _problem(
-                503,
-                "Service unavailable",
-                "the database is not available right now; try again shortly",
-                "database-unavailable",
-            ),
-            **retry,
-        ),
-        "InternalError": _problem_response(
-            "A bug. The body says nothing about internals; the log has the details.",
-            _problem(
-                500,
-                "Internal Server Error",
-                "an internal error occurred; it has been logged",
-                "internal-error",
-            ),
-        ),
-    }
-    return {"schemas": schemas, "headers": headers, "responses": responses}
+def _parameters(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for path_item in document["paths"].values():
+        found.extend(path_item.get("parameters", []))
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                found.extend(operation.get("parameters", []))
+    return found
 
 
 @cache
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once per process)."""
-    return {
-        "openapi": "3.1.0",
-        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
-        "info": {
-            "title": "itemsapi",
-            "version": __version__,
-            "summary": "CRUD on items, with ETags, conditional writes and keyset pagination.",
-            "description": (
-                "Errors are RFC 9457 problem details (`application/problem+json`). Every "
-                "response carries `X-Request-ID`. A method a path does not document is 405 "
-                "with `Allow` (see the MethodNotAllowed response)."
-            ),
-            "license": {"name": "MIT", "identifier": "MIT"},
-        },
-        "servers": [{"url": "/"}],
-        "tags": [
-            {"name": "items", "description": "The items resource."},
-            {"name": "operations", "description": "Probes, metrics and this document."},
-        ],
-        "paths": _paths(),
-        "components": _components(),
-    }
+    text = resources.files("itemsapi").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    spec = yaml.safe_load(text)
+    spec["info"] = {"title": spec["info"].pop("title"), "version": __version__, **spec["info"]}
+    spec["components"] = {"schemas": component_schemas(), **spec["components"]}
+    schemas = parameter_schemas()
+    for parameter in _parameters(spec):
+        if "schema" not in parameter:
+            parameter["schema"] = schemas[parameter["name"]]
+    return spec

@@ -8,7 +8,10 @@ from typing import Any
 import orjson
 from flask import Response
 from flask.json.provider import JSONProvider
+from pydantic import BaseModel
 from werkzeug.http import HTTP_STATUS_CODES
+
+from itemsapi.response_models import Problem
 
 PROBLEM_TYPE_BASE = "urn:itemsapi:problem:"
 JSON_OPTIONS = orjson.OPT_UTC_Z  # datetimes as RFC 3339 with a Z
@@ -24,6 +27,18 @@ def json_response(
     return Response(dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
+def model_response(
+    body: BaseModel,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    mimetype: str = "application/json",
+) -> Response:
+    """A body made from one of the published response models: the fields the view set, as set."""
+    return Response(
+        body.model_dump_json(exclude_unset=True), status=status, headers=headers, mimetype=mimetype
+    )
+
+
 def problem(
     status: int,
     detail: str,
@@ -31,20 +46,19 @@ def problem(
     kind: str | None = None,
     title: str | None = None,
     headers: Mapping[str, str] | None = None,
-    **extra: Any,
+    errors: list[dict[str, Any]] | None = None,
 ) -> Response:
     """An application/problem+json response. `kind` names a problem type of this API; without
-    it the type is about:blank and the title is the HTTP status phrase, as RFC 9457 says."""
-    body = {
-        "type": PROBLEM_TYPE_BASE + kind if kind else "about:blank",
-        "title": title or HTTP_STATUS_CODES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    return Response(
-        dumps(body), status=status, headers=headers, mimetype="application/problem+json"
+    it the type is about:blank and the title is the HTTP status phrase, as RFC 9457 says.
+    `errors` lists every bad field or parameter (given, even empty, it is in the body)."""
+    body = Problem(
+        type=PROBLEM_TYPE_BASE + kind if kind else "about:blank",
+        title=title or HTTP_STATUS_CODES.get(status, "Error"),
+        status=status,
+        detail=detail,
+        **({} if errors is None else {"errors": errors}),
     )
+    return model_response(body, status, headers, mimetype="application/problem+json")
 
 
 class OrjsonProvider(JSONProvider):

@@ -25,8 +25,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from itemsapi.errors import FieldError, ValidationFailed
+from itemsapi.statements import WRITABLE_COLUMNS
 
-WRITABLE_FIELDS = ("name", "description", "price", "quantity", "attributes")
 READ_ONLY_FIELDS = ("id", "version", "created_at", "updated_at")
 
 # Patterns, enforced by pydantic and published as they are: PostgreSQL text cannot hold NUL, and a
@@ -37,6 +37,7 @@ WHITESPACE = r"\t\n\x0b\x0c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\
 NO_NUL = r"^[^\u0000]*$"
 NOT_BLANK_NO_NUL = rf"^[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*$"
 
+ITEM_ID_MAX = 2**63 - 1  # ids are positive bigints
 PRICE_MAX = 99999999.99
 QUANTITY_MAX = 2147483647
 # attributes: any JSON object, within limits every JSON tool agrees on. Containers nest at most
@@ -91,43 +92,6 @@ def _at_most_two_decimals(value: float) -> float:
     return value
 
 
-def _component(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def attributes_json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema of attributes, as OpenAPI components: the same limits as check_attributes.
-
-    Without recursive references (which many tools cannot generate data for): JsonValue1 is a
-    scalar, JsonValueN a scalar or a container of JsonValue(N-1), so JsonValueN nests N-1
-    containers and attributes, itself one, holds JsonValue(ATTRIBUTES_MAX_DEPTH)."""
-    keys = {"pattern": NO_NUL}
-    scalars: list[dict[str, Any]] = [
-        {"type": "string", "pattern": NO_NUL},
-        {"type": "number", "minimum": -JSON_NUMBER_LIMIT, "maximum": JSON_NUMBER_LIMIT},
-        {"type": "boolean"},
-        {"type": "null"},
-    ]
-    schemas: dict[str, dict[str, Any]] = {}
-    for level in range(1, ATTRIBUTES_MAX_DEPTH + 1):
-        options = list(scalars)
-        if level > 1:
-            inner = _component(f"JsonValue{level - 1}")
-            options.append({"type": "array", "items": inner})
-            options.append({"type": "object", "propertyNames": keys, "additionalProperties": inner})
-        schemas[f"JsonValue{level}"] = {"anyOf": options}
-    schemas["Attributes"] = {
-        "type": "object",
-        "description": (
-            "Free-form JSON object. Strings and keys without NUL; numbers within +-(2**53 - 1); "
-            f"objects and arrays nested at most {ATTRIBUTES_MAX_DEPTH} deep, this one included."
-        ),
-        "propertyNames": keys,
-        "additionalProperties": _component(f"JsonValue{ATTRIBUTES_MAX_DEPTH}"),
-    }
-    return schemas
-
-
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL)]
 Description = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
 Price = Annotated[
@@ -161,8 +125,9 @@ class ItemWrite(BaseModel):
     attributes: Attributes = Field(default_factory=dict)
 
 
-def _without_defaults(schema: dict[str, Any]) -> None:
-    # A PATCH field that is absent is left alone; publishing "default" would say otherwise.
+def without_defaults(schema: dict[str, Any]) -> None:
+    """Drops the fields' "default"s from a model's JSON Schema (its json_schema_extra): an absent
+    PATCH field is left alone, and an absent response field is simply not there."""
     for prop in schema.get("properties", {}).values():
         prop.pop("default", None)
 
@@ -174,7 +139,7 @@ class ItemPatch(BaseModel):
     merge patch of its own: objects merge recursively and null removes a key.
     """
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra=_without_defaults)
+    model_config = ConfigDict(**_STRICT, json_schema_extra=without_defaults)
 
     name: Name = None  # type: ignore[assignment]  # absent; null is rejected by the type
     description: Description = None  # type: ignore[assignment]
@@ -218,7 +183,7 @@ def validate_patch(data: Any) -> dict[str, Any]:
     """Only the fields the client sent, with the values it sent."""
     patch = _validate(ItemPatch, data)
     return {
-        name: getattr(patch, name) for name in WRITABLE_FIELDS if name in patch.model_fields_set
+        name: getattr(patch, name) for name in WRITABLE_COLUMNS if name in patch.model_fields_set
     }
 
 

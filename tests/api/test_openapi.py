@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
+import jsonschema
+import pytest
 from openapi_spec_validator import validate
 
 UNDOCUMENTED = {"/docs", "/docs/static/<path:filename>", "/static/<path:filename>"}
@@ -78,3 +81,82 @@ def test_request_schemas_are_the_validating_models(client):
         for field, schema in model["properties"].items():
             if field != "attributes":  # published as a reference to the Attributes component
                 assert published["properties"][field] == schema, (name, field)
+
+
+def _multiple_of_as_written(validator, step, instance, schema):
+    # multipleOf decided on the decimal numbers as written (19.99 is a multiple of 0.01), as the
+    # API decides it; jsonschema divides binary floats.
+    if validator.is_type(instance, "number") and Decimal(str(instance)) % Decimal(str(step)):
+        yield jsonschema.ValidationError(f"{instance} is not a multiple of {step}")
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"multipleOf": _multiple_of_as_written}
+)
+
+
+def _validator(document: dict, schema: dict):
+    # The schema is checked inside the document, so that its references resolve.
+    return Validator({**document, **schema})
+
+
+def _documented_examples(document: dict):
+    for path, path_item in document["paths"].items():
+        for method, operation in path_item.items():
+            if method == "parameters":
+                continue
+            bodies = operation.get("requestBody", {}).get("content", {})
+            for media_type, content in bodies.items():
+                yield f"{method} {path} body {media_type}", content
+            for status, response in operation["responses"].items():
+                for media_type, content in response.get("content", {}).items():
+                    yield f"{method} {path} {status} {media_type}", content
+    for name, response in document["components"]["responses"].items():
+        for media_type, content in response["content"].items():
+            yield f"{name} {media_type}", content
+
+
+def test_every_example_fits_its_schema(client):
+    document = client.get("/openapi.json").get_json()
+    checked = 0
+    for where, content in _documented_examples(document):
+        if "example" in content:
+            errors = list(_validator(document, content["schema"]).iter_errors(content["example"]))
+            assert not errors, (where, [e.message for e in errors])
+            checked += 1
+    assert checked >= 20
+
+
+def _published(document: dict, path: str, status: str) -> dict:
+    response = document["paths"][path]["get"]["responses"][status]
+    if "$ref" in response:
+        response = document["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    (content,) = response["content"].values()
+    return content["schema"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/live", "200"),
+        ("/ready", "200"),
+        ("/health", "200"),
+        ("/items", "200"),
+        ("/items?limit=0", "400"),
+        ("/items/42", "404"),
+    ],
+)
+def test_bodies_sent_fit_the_published_schema(client, path, status):
+    document = client.get("/openapi.json").get_json()
+    response = client.get(path)
+    assert str(response.status_code) == status
+    schema = _published(document, path.partition("?")[0].replace("/42", "/{item_id}"), status)
+    errors = list(_validator(document, schema).iter_errors(response.get_json()))
+    assert not errors, [e.message for e in errors]
+
+
+def test_a_problem_lists_errors_only_when_there_are_some(client):
+    not_found = client.get("/items/42").get_json()
+    assert set(not_found) == {"type", "title", "status", "detail"}
+    invalid = client.post("/items", json={"price": -1}).get_json()
+    assert {e["field"] for e in invalid["errors"]} == {"name", "price"}

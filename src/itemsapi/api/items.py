@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -13,20 +12,15 @@ from werkzeug.routing import BaseConverter
 
 from itemsapi import pagination
 from itemsapi.db import REPOSITORY_KEY
-from itemsapi.errors import BadParameter
+from itemsapi.listing import parse_list_query
 from itemsapi.repository import ItemRepository, Row
 from itemsapi.responses import json_response
-from itemsapi.schemas import PRICE_MAX, parse_json, validate_patch, validate_write
-from itemsapi.statements import SORT_KEYS, ListQuery
+from itemsapi.schemas import ITEM_ID_MAX, parse_json, validate_patch, validate_write
 
 bp = Blueprint("items", __name__)
 
-BIGINT_MAX = 2**63 - 1
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-LIST_PARAMETERS = ("limit", "cursor", "sort", "q", "min_price", "max_price")
-SORT_CHOICES = tuple(SORT_KEYS) + tuple("-" + s for s in SORT_KEYS)
-LIMIT_DEFAULT, LIMIT_MAX, Q_MAX = 20, 100, 200
 _ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
 
 
@@ -40,7 +34,7 @@ class ItemIdConverter(BaseConverter):
 
     def to_python(self, value: str) -> int:
         item_id = int(value) if len(value) <= 19 else 0
-        if not 1 <= item_id <= BIGINT_MAX:
+        if not 1 <= item_id <= ITEM_ID_MAX:
             raise NotFound(f"item {value[:40]} does not exist")
         return item_id
 
@@ -87,7 +81,7 @@ def delete_item(item_id: int) -> Response:
 
 @bp.get("/items")
 def list_items() -> Response:
-    query = _list_query()
+    query = parse_list_query(request.args)
     page = _repository().list(query)
     sort = ("-" if query.descending else "") + query.sort
     next_cursor = pagination.encode(sort, page.next_key) if page.next_key else None
@@ -138,54 +132,3 @@ def _json_body(*accepted: str) -> Any:
         return parse_json(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-
-def _list_query() -> ListQuery:
-    args = request.args
-    for name in args:
-        if name not in LIST_PARAMETERS:
-            raise BadParameter(name, f"is not a parameter; use {', '.join(LIST_PARAMETERS)}")
-        if len(args.getlist(name)) > 1:
-            raise BadParameter(name, "must be given at most once")
-    limit = _limit(args.get("limit"))
-    sort = args.get("sort", "id")
-    if sort not in SORT_CHOICES:
-        raise BadParameter("sort", f"must be one of {', '.join(SORT_CHOICES)}")
-    after = None
-    if args.get("cursor"):  # an empty cursor is no cursor, as an empty q is no filter
-        try:
-            after = pagination.decode(args["cursor"], sort)
-        except pagination.InvalidCursor as exc:
-            raise BadParameter("cursor", str(exc)) from None
-    q = args.get("q") or None
-    if q is not None and (len(q) > Q_MAX or "\x00" in q):
-        raise BadParameter("q", f"must be at most {Q_MAX} characters, without NUL")
-    return ListQuery(
-        limit=limit,
-        sort=sort.lstrip("-"),
-        descending=sort.startswith("-"),
-        after=after,
-        q=q,
-        min_price=_price_bound("min_price", args.get("min_price")),
-        max_price=_price_bound("max_price", args.get("max_price")),
-    )
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return LIMIT_DEFAULT
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= LIMIT_MAX:
-        raise BadParameter("limit", f"must be an integer from 1 to {LIMIT_MAX}")
-    return int(raw)
-
-
-def _price_bound(name: str, raw: str | None) -> Decimal | None:
-    if raw is None:
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or not 0 <= value <= Decimal(str(PRICE_MAX)):
-        raise BadParameter(name, f"must be a number from 0 to {PRICE_MAX}")
-    return value

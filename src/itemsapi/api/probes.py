@@ -8,7 +8,14 @@ from itemsapi import __version__
 from itemsapi.db import POOL_KEY
 from itemsapi.health import DatabaseCheck
 from itemsapi.http_errors import RETRY_AFTER_SECONDS
-from itemsapi.responses import json_response
+from itemsapi.response_models import (
+    DatabaseHealth,
+    Health,
+    HealthChecks,
+    PoolFigures,
+    ProbeStatus,
+)
+from itemsapi.responses import model_response
 
 bp = Blueprint("probes", __name__)
 
@@ -18,16 +25,16 @@ CHECK_KEY = "itemsapi.database_check"
 @bp.get("/live")
 def live() -> Response:
     # Never touches the database: an outage must not get a healthy process restarted.
-    return json_response({"status": "ok"})
+    return model_response(ProbeStatus(status="ok"))
 
 
 @bp.get("/ready")
 def ready() -> Response:
     result = _check().run()
     if result.ok:
-        return json_response({"status": "ready"})
-    return json_response(
-        {"status": "unavailable", "reason": result.error},
+        return model_response(ProbeStatus(status="ready"))
+    return model_response(
+        ProbeStatus(status="unavailable", reason=result.error),
         503,
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
@@ -37,25 +44,23 @@ def ready() -> Response:
 def health() -> Response:
     result = _check().run()
     stats = current_app.extensions[POOL_KEY].get_stats()
-    body = {
-        "status": "ok" if result.ok else "unavailable",
-        "version": __version__,
-        "environment": current_app.config["SETTINGS"].environment,
-        "checks": {
-            "database": {
-                "status": "ok" if result.ok else "unavailable",
-                "latency_ms": result.latency_ms,
-                "error": result.error,
-                "pool": {
-                    "size": stats.get("pool_size", 0),
-                    "available": stats.get("pool_available", 0),
-                    "waiting": stats.get("requests_waiting", 0),
-                },
-            }
-        },
-    }
+    status = "ok" if result.ok else "unavailable"
+    pool = PoolFigures(
+        size=stats.get("pool_size", 0),
+        available=stats.get("pool_available", 0),
+        waiting=stats.get("requests_waiting", 0),
+    )
+    database = DatabaseHealth(
+        status=status, latency_ms=result.latency_ms, error=result.error, pool=pool
+    )
+    body = Health(
+        status=status,
+        version=__version__,
+        environment=current_app.config["SETTINGS"].environment,
+        checks=HealthChecks(database=database),
+    )
     headers = {} if result.ok else {"Retry-After": RETRY_AFTER_SECONDS}
-    return json_response(body, 200 if result.ok else 503, headers=headers)
+    return model_response(body, 200 if result.ok else 503, headers=headers)
 
 
 def _check() -> DatabaseCheck:
