@@ -48,8 +48,8 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt pyproject.toml | $(BIN)/pyth
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# Tools the checks run: dclint (npm), pgAdmin's own loader (its own venv, as its pins differ from
-# ours) and Chromium for the /docs page (Debian's package: installed when we may, else named).
+# Tools the checks run: dclint (npm), pgAdmin (its own venv, as its pins differ from ours) and
+# Chromium for the /docs page and pgAdmin (Debian's package: installed when we may, else named).
 tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium wrk
 
 # Debian packages: installed when we may (root with apt-get), otherwise named.
@@ -67,8 +67,10 @@ tools/node_modules/.bin/dclint: tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Built afresh on each lock change: pgAdmin's passlib and Flask-Security's libpass both install a
+# passlib/ package, and only a clean install leaves libpass's (a fresh pip installs it last).
 .venv-pgadmin/.installed: tools/requirements-pgadmin.txt
-	$(PYTHON) -m venv .venv-pgadmin
+	$(PYTHON) -m venv --clear .venv-pgadmin
 	.venv-pgadmin/bin/pip install -q --require-hashes -r tools/requirements-pgadmin.txt
 	touch $@
 

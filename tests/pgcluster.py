@@ -31,6 +31,8 @@ class Cluster:
         self.data = root / "data"
         self.port = port
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        # The superuser over the Unix socket, which stays trusted whatever TCP requires.
+        self.socket_url = f"postgresql://postgres@/postgres?host={self.data}&port={port}"
         self._run_as = _as_service_user()
 
     def _bin(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -39,7 +41,8 @@ class Cluster:
             capture_output=True, text=True, timeout=60, check=check, **self._run_as,
         )  # fmt: skip
 
-    def init(self) -> Cluster:
+    def init(self, host_auth: str = "trust") -> Cluster:
+        """initdb; host_auth is the method TCP connections must pass (e.g. scram-sha-256)."""
         self.root.mkdir(parents=True, exist_ok=True)
         if self._run_as:
             from pgserver.utils import ensure_prefix_permissions
@@ -47,7 +50,8 @@ class Cluster:
             ensure_prefix_permissions(self.root)
             uid = pwd.getpwnam(SERVICE_USER).pw_uid
             os.chown(self.root, uid, -1)
-        self._bin("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "utf8")
+        self._bin("initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
+                  f"--auth-host={host_auth}", "-E", "utf8")  # fmt: skip
         return self
 
     def start(self) -> None:

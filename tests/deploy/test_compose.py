@@ -67,6 +67,8 @@ def test_pgadmin_is_preregistered_on_loopback_and_healthy_only_after_db(compose)
     assert env["PGADMIN_CONFIG_MASTER_PASSWORD_REQUIRED"] == "False"
     mount = f"./deploy/pgadmin/servers.json:{env['PGADMIN_SERVER_JSON_FILE']}:ro"
     assert mount in pgadmin["volumes"]
+    # The entrypoint compares with "True": servers.json is then reloaded on every start.
+    assert env["PGADMIN_REPLACE_SERVERS_ON_STARTUP"] == "True"
 
 
 def test_the_passfile_pgadmin_writes_is_the_one_servers_json_names(compose):
