@@ -28,7 +28,7 @@ def item_payload(**overrides: Any) -> dict[str, Any]:
 
 
 def create_item(client: FlaskClient, **overrides: Any) -> dict[str, Any]:
-    response = client.post("/items", json=item_payload(**overrides))
+    response = client.post("/v1/items", json=item_payload(**overrides))
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 

@@ -35,10 +35,10 @@ def requests_counted(method: str, route: str, status: str) -> float:
 
 def test_one_access_line_per_request_with_what_was_answered(client, access_lines):
     item = create_item(client)
-    response = client.get(f"/items/{item['id']}", headers={"X-Request-ID": "acc-1"})
+    response = client.get(f"/v1/items/{item['id']}", headers={"X-Request-ID": "acc-1"})
     created, line = access_lines()
     assert (created["method"], created["status"]) == ("POST", 201)
-    assert (line["method"], line["path"], line["status"]) == ("GET", f"/items/{item['id']}", 200)
+    assert (line["method"], line["path"], line["status"]) == ("GET", f"/v1/items/{item['id']}", 200)
     assert line["request_id"] == "acc-1"
     assert line["response_size"] == len(response.get_data())
     assert line["remote_addr"] == "127.0.0.1"
@@ -64,12 +64,12 @@ def test_the_access_line_follows_its_logger_level(client, access_lines):
 
 
 def test_requests_are_counted_by_route_template_not_raw_path(client):
-    before = requests_counted("GET", "/items/{item_id}", "404")
+    before = requests_counted("GET", "/v1/items/{item_id}", "404")
     unmatched = requests_counted("GET", "unmatched", "404")
-    client.get("/items/123456")
-    client.get("/items/654321")
+    client.get("/v1/items/123456")
+    client.get("/v1/items/654321")
     client.get("/no/such/route")
-    assert requests_counted("GET", "/items/{item_id}", "404") == before + 2
+    assert requests_counted("GET", "/v1/items/{item_id}", "404") == before + 2
     assert requests_counted("GET", "unmatched", "404") == unmatched + 1
 
 

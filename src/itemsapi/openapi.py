@@ -5,6 +5,7 @@ from the modules that enforce them."""
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -28,6 +29,7 @@ from itemsapi.schemas import (
 )
 
 SCHEMA_REF = "#/components/schemas/"
+UNVERSIONED_SUFFIX = "Unversioned"  # createItemUnversioned: POST /items, deprecated for /v1
 # Request bodies are published as they validate, responses as they serialize.
 MODELS = [
     (ItemWrite, "validation"),
@@ -117,6 +119,31 @@ def _parameters(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def unversioned_paths(paths: dict[str, Any]) -> dict[str, Any]:
+    """The /v1 item paths again without the prefix, as served before /v1: deprecated, with
+    operation ids of their own, and each response carrying Deprecation and the successor Link."""
+    copies = {}
+    for path, path_item in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        path_item = copy.deepcopy(path_item)
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or "operationId" not in operation:
+                continue
+            operation["operationId"] += UNVERSIONED_SUFFIX
+            operation["deprecated"] = True
+            for response in operation["responses"].values():
+                if "$ref" in response:  # a shared response: its headers are shared too
+                    continue
+                headers = response.setdefault("headers", {})
+                headers["Deprecation"] = {"$ref": "#/components/headers/Deprecation"}
+                headers["Link"] = {"$ref": "#/components/headers/Successor"}
+                for link in response.get("links", {}).values():
+                    link["operationId"] += UNVERSIONED_SUFFIX
+        copies[path.removeprefix("/v1")] = path_item
+    return copies
+
+
 @cache
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (built once per process)."""
@@ -124,6 +151,7 @@ def document() -> dict[str, Any]:
     spec = yaml.safe_load(text)
     spec["info"] = {"title": spec["info"].pop("title"), "version": __version__, **spec["info"]}
     spec["components"] = {"schemas": component_schemas(), **spec["components"]}
+    spec["paths"].update(unversioned_paths(spec["paths"]))
     schemas = parameter_schemas()
     for parameter in _parameters(spec):
         if "schema" not in parameter:

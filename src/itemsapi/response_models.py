@@ -77,5 +77,18 @@ class Health(Body):
     checks: HealthChecks
 
 
+class IndexLinks(Body):
+    items: str
+    docs: str
+    openapi: str
+    health: str
+
+
+class Index(Body):
+    name: str
+    version: str
+    links: IndexLinks
+
+
 # Published as components under these names; the models they are made of are inlined.
-PUBLISHED = (ItemPage, Problem, ProbeStatus, Health)
+PUBLISHED = (ItemPage, Problem, ProbeStatus, Health, Index)

@@ -20,7 +20,7 @@ def assert_problem(response, status):
     "body", [b"{", b"", b"{'name': 'x'}", b'{"name": NaN}', b"\xff\xfe", b'{"name": "x"} trailing']
 )
 def test_malformed_json_is_400(client, body):
-    response = client.post("/items", data=body, content_type="application/json")
+    response = client.post("/v1/items", data=body, content_type="application/json")
     assert "not valid JSON" in assert_problem(response, 400)["detail"]
 
 
@@ -30,20 +30,20 @@ def test_malformed_json_is_400(client, body):
 )
 def test_wrong_content_type_on_post_is_415(client, content_type):
     kwargs = {"content_type": content_type} if content_type else {}
-    response = client.post("/items", data=b'{"name": "x"}', **kwargs)
+    response = client.post("/v1/items", data=b'{"name": "x"}', **kwargs)
     assert_problem(response, 415)
 
 
 def test_wrong_content_type_on_patch_is_415_with_accept_patch(client):
     item = create_item(client)
-    response = client.patch(f"/items/{item['id']}", data=b"{}", content_type="text/plain")
+    response = client.patch(f"/v1/items/{item['id']}", data=b"{}", content_type="text/plain")
     assert_problem(response, 415)
     assert response.headers["Accept-Patch"] == "application/merge-patch+json"
 
 
 def test_json_with_charset_parameter_is_accepted(client):
     response = client.post(
-        "/items", data=b'{"name": "x"}', content_type="application/json; charset=utf-8"
+        "/v1/items", data=b'{"name": "x"}', content_type="application/json; charset=utf-8"
     )
     assert response.status_code == 201
 
@@ -51,7 +51,7 @@ def test_json_with_charset_parameter_is_accepted(client):
 def test_body_over_the_limit_is_413_and_stores_nothing(app, sql):
     client = app.test_client()
     big = b'{"name": "x", "description": "' + b"d" * (1024 * 1024) + b'"}'
-    assert_problem(client.post("/items", data=big, content_type="application/json"), 413)
+    assert_problem(client.post("/v1/items", data=big, content_type="application/json"), 413)
     assert sql.execute("SELECT count(*) AS n FROM items").fetchone()["n"] == 0
 
 
@@ -61,7 +61,7 @@ def test_body_limit_is_configurable(clean_db):
     small = create_app({"database_url": clean_db, "max_body_bytes": 2048})
     try:
         body = b'{"name": "' + b"n" * 3000 + b'"}'
-        response = small.test_client().post("/items", data=body, content_type="application/json")
+        response = small.test_client().post("/v1/items", data=body, content_type="application/json")
         assert_problem(response, 413)
     finally:
         close_app(small)
@@ -70,9 +70,9 @@ def test_body_limit_is_configurable(clean_db):
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("put", "/items", "GET, HEAD, OPTIONS, POST"),
-        ("delete", "/items", "GET, HEAD, OPTIONS, POST"),
-        ("post", "/items/1", "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"),
+        ("put", "/v1/items", "GET, HEAD, OPTIONS, POST"),
+        ("delete", "/v1/items", "GET, HEAD, OPTIONS, POST"),
+        ("post", "/v1/items/1", "DELETE, GET, HEAD, OPTIONS, PATCH, PUT"),
         ("post", "/live", "GET, HEAD, OPTIONS"),
     ],
 )
@@ -83,14 +83,14 @@ def test_wrong_method_is_405_with_allow(client, method, path, allow):
 
 
 def test_nul_in_strings_is_422_not_a_database_error(client):
-    response = client.post("/items", json={"name": "a\u0000b", "attributes": {"k": "\u0000"}})
+    response = client.post("/v1/items", json={"name": "a\u0000b", "attributes": {"k": "\u0000"}})
     body = assert_problem(response, 422)
     assert {e["field"] for e in body["errors"]} == {"name", "attributes.k"}
 
 
 def test_huge_numbers_never_reach_the_database(client):
     response = client.post(
-        "/items",
+        "/v1/items",
         data=b'{"name": "x", "quantity": 1' + b"0" * 40 + b"}",
         content_type="application/json",
     )
@@ -105,7 +105,7 @@ def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
         generated = client.get("/live", headers={"X-Request-ID": insane}).headers["X-Request-ID"]
         assert generated != insane
         assert len(generated) == 32
-    problem = client.get("/items/0")
+    problem = client.get("/v1/items/0")
     assert problem.headers["X-Request-ID"]
 
 

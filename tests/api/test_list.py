@@ -9,7 +9,7 @@ from tests.helpers import create_item
 
 def walk(client, query: str) -> tuple[list[dict], int]:
     """Follow next_cursor to the end; return every item seen and the number of pages."""
-    items, pages, url = [], 0, f"/items?{query}"
+    items, pages, url = [], 0, f"/v1/items?{query}"
     while url:
         response = client.get(url)
         assert response.status_code == 200, response.get_json()
@@ -38,7 +38,7 @@ def catalogue(client):
 def test_default_page_is_twenty_by_id(client):
     for n in range(25):
         create_item(client, name=f"n{n}")
-    body = client.get("/items").get_json()
+    body = client.get("/v1/items").get_json()
     assert [i["id"] for i in body["items"]] == list(range(1, 21))
     assert body["next_cursor"] is not None
 
@@ -89,7 +89,7 @@ def test_like_wildcards_are_literal(client):
 
 
 def test_pages_stay_consistent_when_items_are_added_behind_the_cursor(client, catalogue):
-    first = client.get("/items?limit=3").get_json()
+    first = client.get("/v1/items?limit=3").get_json()
     create_item(client, name="late arrival")
     rest, _ = walk(client, f"limit=3&cursor={first['next_cursor']}")
     ids = [i["id"] for i in first["items"] + rest]
@@ -97,7 +97,7 @@ def test_pages_stay_consistent_when_items_are_added_behind_the_cursor(client, ca
 
 
 def test_link_header_keeps_the_other_parameters(client, catalogue):
-    response = client.get("/items?limit=1&sort=-price&q=a")
+    response = client.get("/v1/items?limit=1&sort=-price&q=a")
     link = response.headers["Link"]
     query = parse_qs(urlsplit(link[1 : link.index(">")]).query)
     assert query["limit"] == ["1"]
@@ -126,7 +126,7 @@ def test_link_header_keeps_the_other_parameters(client, catalogue):
     ],
 )
 def test_bad_parameters_are_400_problems_naming_the_parameter(client, query, field):
-    response = client.get(f"/items?{query}")
+    response = client.get(f"/v1/items?{query}")
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["errors"][0]["field"] == field
@@ -134,13 +134,14 @@ def test_bad_parameters_are_400_problems_naming_the_parameter(client, query, fie
 
 def test_an_empty_cursor_is_no_cursor(client, catalogue):
     assert (
-        client.get("/items?cursor=&limit=2").get_json() == client.get("/items?limit=2").get_json()
+        client.get("/v1/items?cursor=&limit=2").get_json()
+        == client.get("/v1/items?limit=2").get_json()
     )
 
 
 def test_a_cursor_from_another_sort_is_refused(client, catalogue):
-    cursor = client.get("/items?limit=1&sort=name").get_json()["next_cursor"]
-    response = client.get(f"/items?sort=price&cursor={cursor}")
+    cursor = client.get("/v1/items?limit=1&sort=name").get_json()["next_cursor"]
+    response = client.get(f"/v1/items?sort=price&cursor={cursor}")
     assert response.status_code == 400
     assert "another sort order" in response.get_json()["detail"]
 

@@ -47,6 +47,8 @@ def test_each_operation_lists_the_statuses_it_can_return(client):
     }  # fmt: skip
     for (path, method), statuses in expected.items():
         assert set(paths[path][method]["responses"]) == statuses, (path, method)
+        if path.startswith("/items"):  # the same operation, under /v1
+            assert set(paths["/v1" + path][method]["responses"]) == statuses, (path, method)
 
 
 def test_problem_405_and_headers_are_described(client):

@@ -54,7 +54,7 @@ def test_probes_report_unavailable_when_the_database_cannot_be_reached(clean_db)
         health = client.get("/health")
         assert health.status_code == 503
         assert health.get_json()["checks"]["database"]["status"] == "unavailable"
-        item = client.get("/items/1")
+        item = client.get("/v1/items/1")
         assert item.status_code == 503
         assert item.mimetype == "application/problem+json"
         assert item.headers["Retry-After"]
@@ -81,12 +81,12 @@ def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
     assert health.status_code == 503
     assert health.get_json()["checks"]["database"]["error"] == "SchemaMissing"
     for method, path, body in [
-        ("GET", "/items/1", None),
-        ("GET", "/items?sort=-price&q=a", None),
-        ("POST", "/items", {"name": "x"}),
-        ("PUT", "/items/1", {"name": "x"}),
-        ("PATCH", "/items/1", {"attributes": {"a": 1}}),
-        ("DELETE", "/items/1", None),
+        ("GET", "/v1/items/1", None),
+        ("GET", "/v1/items?sort=-price&q=a", None),
+        ("POST", "/v1/items", {"name": "x"}),
+        ("PUT", "/v1/items/1", {"name": "x"}),
+        ("PATCH", "/v1/items/1", {"attributes": {"a": 1}}),
+        ("DELETE", "/v1/items/1", None),
     ]:
         response = client.open(path, method=method, json=body)
         assert response.status_code == 503, (method, path, response.get_data(as_text=True))
@@ -100,6 +100,6 @@ def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
 
     apply_schema(empty_database)  # as `itemsapi init-db` would, while the app runs
     assert client.get("/ready").status_code == 200
-    created = client.post("/items", json={"name": "x"})
+    created = client.post("/v1/items", json={"name": "x"})
     assert created.status_code == 201
     assert client.get(created.headers["Location"]).status_code == 200

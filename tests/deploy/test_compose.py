@@ -21,8 +21,19 @@ def test_dclint_finds_no_errors_and_no_warnings():
     assert "warning" not in result.stdout + result.stderr
 
 
-def test_the_three_services(compose):
-    assert set(compose["services"]) == {"api", "db", "pgadmin"}
+def test_the_four_services(compose):
+    assert set(compose["services"]) == {"api", "db", "migrate", "pgadmin"}
+
+
+def test_migrate_runs_once_from_the_api_image_before_the_api_starts(compose):
+    migrate, api = compose["services"]["migrate"], compose["services"]["api"]
+    assert migrate["build"] == api["build"]  # the same image: the same code and migrations
+    assert migrate["command"][:2] == ["itemsapi", "migrate"]
+    assert migrate["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert migrate["restart"] == "no"
+    assert migrate["environment"]["DATABASE_URL"] == api["environment"]["DATABASE_URL"]
+    assert migrate["read_only"] is True
+    assert migrate["cap_drop"] == ["ALL"]
 
 
 def test_db_is_postgres_18_with_schema_volume_and_a_tcp_health_check(compose):
@@ -42,7 +53,10 @@ def test_db_is_postgres_18_with_schema_volume_and_a_tcp_health_check(compose):
 def test_api_waits_for_a_healthy_db_and_runs_locked_down(compose):
     api = compose["services"]["api"]
     assert api["build"]["context"] == "."
-    assert api["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert api["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
     assert "/ready" in " ".join(api["healthcheck"]["test"])
     assert api["restart"] == "unless-stopped"
     assert set(api["deploy"]["resources"]["limits"]) >= {"cpus", "memory", "pids"}

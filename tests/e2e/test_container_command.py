@@ -44,7 +44,7 @@ def test_the_image_cmd_serves_a_ready_api_that_passes_its_healthcheck(
         ITEMSAPI_HOST="127.0.0.1",
     )
     server = start_server(clean_db, command=command, base_env=env)
-    assert http("POST", f"{server.url}/items", {"name": "from the image command"}).status == 201
+    assert http("POST", f"{server.url}/v1/items", {"name": "from the image command"}).status == 201
 
     check = json.loads(instructions["HEALTHCHECK"].split(" CMD ", 1)[1])
     check = [arg.replace("127.0.0.1:8000", server.url.removeprefix("http://")) for arg in check]

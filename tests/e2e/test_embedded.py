@@ -20,7 +20,7 @@ def test_serve_without_database_url_uses_the_embedded_database_and_keeps_data(
     env = {"ITEMSAPI_DATA_DIR": str(data_dir)}
 
     first = start_server("", **env)
-    created = http("POST", f"{first.url}/items", item_payload(name="kept"))
+    created = http("POST", f"{first.url}/v1/items", item_payload(name="kept"))
     assert created.status == 201
     assert first.stop() == 0
     pgdata = data_dir / "pgdata"
@@ -28,7 +28,7 @@ def test_serve_without_database_url_uses_the_embedded_database_and_keeps_data(
     assert not (pgdata / "postmaster.pid").exists(), "the embedded server outlived the API"
 
     second = start_server("", **env)
-    items = http("GET", f"{second.url}/items").json()["items"]
+    items = http("GET", f"{second.url}/v1/items").json()["items"]
     assert [i["name"] for i in items] == ["kept"]
 
 

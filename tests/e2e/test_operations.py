@@ -79,12 +79,12 @@ def test_starts_with_the_database_down_and_becomes_ready_by_itself(cluster, star
     health = http("GET", f"{server.url}/health")
     assert health.status == 503
     assert health.json()["checks"]["database"]["status"] == "unavailable"
-    assert_problem_unavailable(http("GET", f"{server.url}/items/1"))
-    assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
+    assert_problem_unavailable(http("GET", f"{server.url}/v1/items/1"))
+    assert_problem_unavailable(http("POST", f"{server.url}/v1/items", item_payload()))
 
     cluster.start()
     wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 30, "ready")
-    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
     assert cluster.item_ids() == {1}
 
 
@@ -96,7 +96,7 @@ def test_without_the_schema_it_says_so_and_serves_once_init_db_has_run(
     assert_unavailable(ready)
     assert ready.json()["reason"] == "SchemaMissing"
     for _ in range(6):  # spread over the workers: none of them has prepared anything
-        assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
+        assert_problem_unavailable(http("POST", f"{server.url}/v1/items", item_payload()))
     (error,) = [line for line in json_lines(server) if line["level"] == "ERROR"]
     assert "itemsapi migrate" in error["message"]
 
@@ -107,32 +107,32 @@ def test_without_the_schema_it_says_so_and_serves_once_init_db_has_run(
     )  # fmt: skip
     assert init.returncode == 0, init.stderr
     wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 10, "ready")
-    statuses = [http("POST", f"{server.url}/items", item_payload()).status for _ in range(6)]
+    statuses = [http("POST", f"{server.url}/v1/items", item_payload()).status for _ in range(6)]
     assert statuses == [201] * 6
 
 
 def test_a_database_restart_causes_503s_while_down_and_no_errors_after(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2")  # default pool timeout: 2 s
     for _ in range(5):
-        assert http("POST", f"{server.url}/items", item_payload()).status == 201
+        assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
     for _ in range(20):  # warm both workers' pools
-        assert http("GET", f"{server.url}/items/1").status == 200
+        assert http("GET", f"{server.url}/v1/items/1").status == 200
 
     cluster.stop()
     assert http("GET", f"{server.url}/live").status == 200
     assert_unavailable(http("GET", f"{server.url}/ready"))
     time.sleep(3)  # long enough for the pools' reconnection attempts to back off
     for _ in range(3):
-        assert_problem_unavailable(http("GET", f"{server.url}/items/1"))
-        assert_problem_unavailable(http("POST", f"{server.url}/items", item_payload()))
+        assert_problem_unavailable(http("GET", f"{server.url}/v1/items/1"))
+        assert_problem_unavailable(http("POST", f"{server.url}/v1/items", item_payload()))
 
     cluster.start()
     wait_until(lambda: http("GET", f"{server.url}/ready").status == 200, 30, "ready again")
     statuses = []
     for n in range(30):  # reads and writes alike, across both workers, all succeed
-        statuses.append(http("GET", f"{server.url}/items/{n % 5 + 1}").status)
-        statuses.append(http("POST", f"{server.url}/items", item_payload()).status)
-        statuses.append(http("PATCH", f"{server.url}/items/1", {"quantity": n}).status)
+        statuses.append(http("GET", f"{server.url}/v1/items/{n % 5 + 1}").status)
+        statuses.append(http("POST", f"{server.url}/v1/items", item_payload()).status)
+        statuses.append(http("PATCH", f"{server.url}/v1/items/1", {"quantity": n}).status)
     assert set(statuses) == {200, 201}, statuses
 
     server.stop()
@@ -151,7 +151,7 @@ def test_statement_timeout_is_a_503_and_the_connection_stays_usable(
         ITEMSAPI_POOL_MIN_SIZE="1",
         ITEMSAPI_POOL_MAX_SIZE="1",
     )
-    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
 
     def backend_pids() -> set[int]:
         with psycopg.connect(cluster.url) as conn:
@@ -162,12 +162,12 @@ def test_statement_timeout_is_a_503_and_the_connection_stays_usable(
 
     before = backend_pids()
     table_lock.hold()
-    slow = http("GET", f"{server.url}/items/1")
+    slow = http("GET", f"{server.url}/v1/items/1")
     assert_problem_unavailable(slow)
     assert slow.json()["type"].endswith("database-timeout")
     table_lock.release()
 
-    assert http("GET", f"{server.url}/items/1").status == 200
+    assert http("GET", f"{server.url}/v1/items/1").status == 200
     assert backend_pids() == before  # the same connection, back in the pool and healthy
 
 
@@ -179,12 +179,12 @@ def test_an_exhausted_pool_answers_503_fast_instead_of_hanging(cluster, start_se
         ITEMSAPI_POOL_TIMEOUT="0.5",
         ITEMSAPI_STATEMENT_TIMEOUT_MS="60000",
     )
-    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
     table_lock.hold()
 
     held: list[int] = []
     holders = [
-        threading.Thread(target=lambda: held.append(http("GET", f"{server.url}/items/1",
+        threading.Thread(target=lambda: held.append(http("GET", f"{server.url}/v1/items/1",
                                                          timeout=90).status))
         for _ in range(2)
     ]  # fmt: skip
@@ -194,7 +194,7 @@ def test_an_exhausted_pool_answers_503_fast_instead_of_hanging(cluster, start_se
 
     # Both connections are stuck behind the lock for up to a minute; these must not wait.
     for _ in range(4):
-        assert_problem_unavailable(http("GET", f"{server.url}/items/1", timeout=10))
+        assert_problem_unavailable(http("GET", f"{server.url}/v1/items/1", timeout=10))
     assert api_backends_waiting_on_lock(cluster) == 2  # answered while the pool was still full
     metrics = http("GET", f"{server.url}/metrics").body.decode()
     assert "itemsapi_db_pool_timeouts_total 4.0" in metrics
@@ -225,7 +225,7 @@ def test_sigterm_lets_an_in_flight_request_finish(cluster, start_server, table_l
     table_lock.hold()
     result: list = []
     request = threading.Thread(
-        target=lambda: result.append(http("POST", f"{server.url}/items", item_payload(),
+        target=lambda: result.append(http("POST", f"{server.url}/v1/items", item_payload(),
                                           timeout=30))
     )  # fmt: skip
     request.start()
@@ -253,7 +253,7 @@ def test_sigterm_under_load_loses_no_acknowledged_write(cluster, start_server):
     def client() -> None:
         while not stop_clients.is_set():
             try:
-                response = http("POST", f"{server.url}/items", item_payload(), timeout=10)
+                response = http("POST", f"{server.url}/v1/items", item_payload(), timeout=10)
             except OSError as exc:  # refused or reset once the server has gone
                 failures.append(type(exc).__name__)
                 return
@@ -335,7 +335,7 @@ def test_workers_take_their_stop_from_the_main_process_only(cluster, start_serve
 def test_ctrl_c_stops_the_server_and_every_worker_at_once(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2")
     wait_for_workers_serving(server, 2)
-    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
     os.killpg(server.process.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     assert server.process.wait(timeout=5) == 0  # not the shutdown timeout's 10 s
     messages = [line["message"] for line in json_lines(server)]
@@ -400,23 +400,23 @@ def test_a_worker_that_dies_is_replaced_while_the_other_serves(cluster, start_se
     assert survivor in worker_pids(server)
     wait_for_workers_serving(server, 3)  # the replacement has started, too
     assert server.process.poll() is None
-    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
 
 
 def test_metrics_are_summed_over_two_workers(cluster, start_server):
     server = start_server(cluster.url, "--workers", "2")
-    assert http("POST", f"{server.url}/items", item_payload()).status == 201
+    assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
     sent = 0
     while sent < 400:  # until both workers have answered some of them
-        assert http("GET", f"{server.url}/items/1").status == 200
+        assert http("GET", f"{server.url}/v1/items/1").status == 200
         sent += 1
         if sent % 20 == 0:
-            pids = {r["pid"] for r in json_lines(server) if r.get("path") == "/items/1"}
+            pids = {r["pid"] for r in json_lines(server) if r.get("path") == "/v1/items/1"}
             if len(pids) == 2:
                 break
     assert len(pids) == 2, "Granian spread no requests to the second worker"
 
-    sample = 'itemsapi_http_requests_total{method="GET",route="/items/{item_id}",status="200"}'
+    sample = 'itemsapi_http_requests_total{method="GET",route="/v1/items/{item_id}",status="200"}'
     for _ in range(6):  # whichever worker answers the scrape, it reports the sum
         scrape = http("GET", f"{server.url}/metrics")
         assert scrape.status == 200
@@ -443,8 +443,8 @@ def test_every_worker_listens_by_the_time_the_first_answers(cluster, start_serve
     for connection in connections:
         connection.connect()
     for connection in connections:
-        connection.request("GET", "/items/1")
+        connection.request("GET", "/v1/items/1")
         assert connection.getresponse().read() is not None
         connection.close()
-    pids = {r["pid"] for r in json_lines(server) if r.get("path") == "/items/1"}
+    pids = {r["pid"] for r in json_lines(server) if r.get("path") == "/v1/items/1"}
     assert len(pids) == 2, "every connection opened at the first answer went to one worker"

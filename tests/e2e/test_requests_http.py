@@ -81,7 +81,9 @@ def resolve(text: str, variables: dict[str, str], named: dict[str, HttpResponse]
 def test_collection_covers_every_documented_operation():
     from itemsapi.openapi import document
 
-    def template(path: str) -> str:  # "/items/{item_id}" and "/items/{{create...}}" -> "/items/{}"
+    def template(
+        path: str,
+    ) -> str:  # "/v1/items/{item_id}" and "/v1/items/{{create...}}" -> "/v1/items/{}"
         return re.sub(r"\{\{[^}]+\}\}|\{[^}]+\}", "{}", path)
 
     _, requests = parse(COLLECTION.read_text())

@@ -19,11 +19,11 @@ def server(start_server, clean_db):
 
 def test_full_crud_cycle_over_http(server):
     base = server.url
-    created = http("POST", f"{base}/items", item_payload())
+    created = http("POST", f"{base}/v1/items", item_payload())
     assert created.status == 201
     item = created.json()
     location = created.headers["location"]
-    assert location == f"/items/{item['id']}"
+    assert location == f"/v1/items/{item['id']}"
     etag = created.headers["etag"]
 
     got = http("GET", base + location)
@@ -47,7 +47,7 @@ def test_full_crud_cycle_over_http(server):
     assert replaced.status == 200
     assert replaced.json()["version"] == 3
 
-    listed = http("GET", f"{base}/items?limit=10")
+    listed = http("GET", f"{base}/v1/items?limit=10")
     assert [i["id"] for i in listed.json()["items"]] == [item["id"]]
 
     deleted = http("DELETE", base + location)
@@ -58,29 +58,30 @@ def test_full_crud_cycle_over_http(server):
 
 def test_problem_responses_over_http(server):
     base = server.url
-    bad = http("POST", f"{base}/items", b"{", headers={"Content-Type": "application/json"})
+    bad = http("POST", f"{base}/v1/items", b"{", headers={"Content-Type": "application/json"})
     assert bad.status == 400
     assert bad.headers["content-type"] == "application/problem+json"
     assert (
-        http("POST", f"{base}/items", b"{}", headers={"Content-Type": "text/plain"}).status == 415
+        http("POST", f"{base}/v1/items", b"{}", headers={"Content-Type": "text/plain"}).status
+        == 415
     )
     too_big = http(
         "POST",
-        f"{base}/items",
+        f"{base}/v1/items",
         b"x" * (1024 * 1024 + 10),
         headers={"Content-Type": "application/json"},
     )
     assert too_big.status == 413
-    not_allowed = http("DELETE", f"{base}/items")
+    not_allowed = http("DELETE", f"{base}/v1/items")
     assert not_allowed.status == 405
     assert "POST" in not_allowed.headers["allow"]
-    assert http("GET", f"{base}/items/abc").status == 404
+    assert http("GET", f"{base}/v1/items/abc").status == 404
     echoed = http("GET", f"{base}/live", headers={"X-Request-ID": "e2e-1"})
     assert echoed.headers["x-request-id"] == "e2e-1"
 
 
 def test_concurrent_writers_with_one_etag_exactly_one_succeeds(server):
-    created = http("POST", f"{server.url}/items", item_payload())
+    created = http("POST", f"{server.url}/v1/items", item_payload())
     etag, location = created.headers["etag"], created.headers["location"]
     statuses: list[int] = []
     barrier = threading.Barrier(12)
@@ -100,12 +101,12 @@ def test_concurrent_writers_with_one_etag_exactly_one_succeeds(server):
 
 
 def test_every_log_line_is_json_with_an_access_line_per_request(server):
-    http("GET", f"{server.url}/items/1", headers={"X-Request-ID": "log-check"})
+    http("GET", f"{server.url}/v1/items/1", headers={"X-Request-ID": "log-check"})
     server.stop()
     records = [json.loads(line) for line in server.log_lines()]  # fails on any non-JSON line
     access = [r for r in records if r.get("request_id") == "log-check"]
     assert len(access) == 1
     line = access[0]
     assert line["logger"] == "itemsapi.access"
-    assert (line["method"], line["path"], line["status"]) == ("GET", "/items/1", 404)
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/v1/items/1", 404)
     assert {"timestamp", "level", "duration_ms", "remote_addr", "response_size"} <= set(line)

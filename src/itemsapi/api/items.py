@@ -19,6 +19,10 @@ from itemsapi.schemas import ITEM_ID_MAX, parse_json, validate_patch, validate_w
 
 bp = Blueprint("items", __name__)
 
+VERSION_PREFIX = "/v1"
+# The app registers this blueprint twice: under /v1, and as it was before /v1 under this name.
+UNVERSIONED = "unversioned"
+
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 _ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
@@ -49,7 +53,7 @@ def _repository() -> ItemRepository:
 @bp.post("/items")
 def create_item() -> Response:
     item = _repository().create(validate_write(_json_body(JSON)))
-    return _item_response(item, 201, Location=url_for("items.get_item", item_id=item["id"]))
+    return _item_response(item, 201, Location=url_for(".get_item", item_id=item["id"]))
 
 
 @bp.get("/items/<item_id:item_id>")
@@ -88,9 +92,20 @@ def list_items() -> Response:
     headers = {}
     if next_cursor:
         args = {k: v for k, v in request.args.items() if k != "cursor"}
-        next_url = url_for("items.list_items", **args, cursor=next_cursor)
+        next_url = url_for(".list_items", **args, cursor=next_cursor)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return json_response({"items": page.items, "next_cursor": next_cursor}, headers=headers)
+
+
+@bp.after_request
+def mark_unversioned(response: Response) -> Response:
+    """The unversioned paths answer as before, saying they are deprecated and naming the /v1
+    path that succeeds each one (RFC 8594's Link relation)."""
+    if request.blueprint == UNVERSIONED:
+        successor = VERSION_PREFIX + request.full_path.rstrip("?")
+        response.headers["Deprecation"] = "true"
+        response.headers.add("Link", f'<{successor}>; rel="successor-version"')
+    return response
 
 
 # --- helpers ------------------------------------------------------------------------------
