@@ -6,7 +6,7 @@ values are refused, rightly (400 and 412), and positive_data_acceptance would re
 rejected". Instead of counting 400/412 as acceptance everywhere, which would hide real
 rejections, the generated tokens are dropped before each call (`If-Match: *` is kept: it is
 meaningful without a token). Both behaviours have tests of their own in the suite
-(tests/api/test_list.py, tests/api/test_write.py, tests/e2e/test_server.py).
+(tests/integration/test_list.py, tests/integration/test_write.py, tests/e2e/test_server.py).
 """
 
 from __future__ import annotations

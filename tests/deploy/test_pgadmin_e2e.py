@@ -20,9 +20,8 @@ from psycopg import sql as pgsql
 
 from itemsapi import db
 from tests.deploy.pgadmin_harness import Browser, PgAdmin, servers_json, write_passfile
-from tests.e2e.conftest import free_port
 from tests.e2e.test_docs_page import CHROMIUM_FLAGS, chromium
-from tests.pgcluster import Cluster
+from tests.helpers import Cluster, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.e2e.conftest import free_port
-from tests.helpers import TableLock, api_backends, http, item_payload, wait_until
-from tests.pgcluster import Cluster
+from tests.helpers import (
+    Cluster,
+    TableLock,
+    api_backends,
+    free_port,
+    http,
+    item_payload,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -102,7 +102,7 @@ def test_a_run_that_fails_part_way_leaves_nothing_behind(empty_database):
 
 
 def test_schema_path_is_the_repository_file():
-    assert schema_path().resolve() == (Path(__file__).parents[1] / "sql" / "init.sql").resolve()
+    assert schema_path().resolve() == (Path(__file__).parents[2] / "sql" / "init.sql").resolve()
 
 
 @pytest.mark.parametrize(

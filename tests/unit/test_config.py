@@ -156,6 +156,6 @@ def test_app_factory_refuses_to_start_without_a_database(monkeypatch):
 
 
 def test_every_setting_is_explained_in_env_example():
-    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     for field in Settings.model_fields:
         assert re.search(rf"^#? ?{env_name(field)}=", example, re.MULTILINE), env_name(field)

@@ -15,10 +15,9 @@ import pytest
 
 from bench.paired import Build, checked
 from bench.run import AccessLines, wait_for_workers
-from tests.e2e.conftest import free_port
-from tests.helpers import http, wait_until
+from tests.helpers import free_port, http, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,7 @@ from itemsapi import server
 from itemsapi.cli import main
 from itemsapi.config import Settings
 from itemsapi.db import apply_schema, inspect_server
-from tests.e2e.conftest import free_port
-from tests.helpers import make_the_schema_fail
-from tests.pgcluster import Cluster
+from tests.helpers import Cluster, free_port, make_the_schema_fail
 
 
 def test_init_db_brings_a_database_from_before_migrations_up_to_date(
