@@ -20,7 +20,7 @@ test: $(VENV)/.dev tools
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest
 
-# The benchmark (not a test): see the README's Performance section.
+# The benchmark (not a test): see docs/performance.md.
 bench: $(VENV)/.dev wrk
 	$(BIN)/python bench/run.py
 

@@ -1,7 +1,7 @@
 """The fixed design with nothing of itemsapi's: Flask views running one statement each through
 a psycopg pool (the usual cursor path), served by Granian with the API's settings. No request
 ids, metrics, access log, validation, ETags or problem responses: what the design itself
-allows on this machine, for comparing the API and the peers against it (README, Performance).
+allows on this machine, for comparing the API and the peers against it (docs/performance.md).
 GET /items/{id}, GET /items?limit=N (by id), POST /items and PATCH /items/{id} (quantity and
 description only: what the peers' load sends), each one statement on the same table and
 indexes as the API's; run it in the peers' script in place of the project:

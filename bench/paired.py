@@ -1,6 +1,6 @@
 """Two builds of the API measured side by side: `python -m bench.paired BASE [CHANGED]`.
 
-The paired method of the README's Performance section. This machine's speed drifts by more
+The paired method of docs/performance.md. This machine's speed drifts by more
 than most changes are worth, so two builds measured one after the other cannot be compared.
 Here both run at the same time on one database, each driven by its own wrk for the same
 seconds, and each round compares the CPU the two servers spent per request (utime + stime of

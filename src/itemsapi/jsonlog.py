@@ -1,8 +1,8 @@
 """JSON logs, one object per line on stdout (python-json-logger), with the request id.
 
-The orjson formatter writes the same fields as the default one in under half the time
-(10 us against 23 us a line, measured). The access line, one per request, skips the logging
-module's record path altogether (write_access_line) and keeps the same shape."""
+The orjson formatter writes the same fields as the default one in under half the time. The
+access line, one per request, skips the logging module's record path altogether
+(write_access_line) and keeps the same shape."""
 
 from __future__ import annotations
 
@@ -61,9 +61,8 @@ def write_access_line(fields: dict[str, Any]) -> None:
     """One access line, in the same JSON shape as every other line (level, logger, pid, message,
     the fields, timestamp), written to the configured handler's stream under its lock.
 
-    The logging module's path (a LogRecord, the filter, python-json-logger's field merging) cost
-    about 15% of a GET's CPU end to end, measured side by side against this (README bench
-    notes). The caller checks `access_log.isEnabledFor(logging.INFO)` first, as it would before
+    The logging module's path (a LogRecord, the filter, python-json-logger's field merging) is a
+    large share of a short request's CPU (docs/performance.md). The caller checks `access_log.isEnabledFor(logging.INFO)` first, as it would before
     logging, so that a disabled line costs nothing to assemble."""
     handler = _json_handler
     if handler is None:

@@ -2,8 +2,8 @@
 
 A WSGI wrapper around the Flask app rather than before/after_request hooks: it reads what it
 needs straight from the WSGI environ and the status line instead of through Flask's request
-proxies, which took the app's own time per request (database aside) from 100 to 84 us on a
-GET (bench notes in the README). It sees every response, Flask's error pages included.
+proxies, which cost a measurable share of a short request (docs/performance.md). It sees every
+response, Flask's error pages included.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Granian's workers each bind a socket of their own (SO_REUSEPORT) once the app factory returns,
 and the kernel spreads new connections over the sockets listening at that moment. Building the
-app takes a worker 150-300 ms on two busy cores, and the first worker to finish used to listen
-alone for about 100 ms: a client that opens its keep-alive connections at the first answer (a
-proxy's connection pool, a load generator, an HTTP/2 client) kept every one of them on that
+app takes a worker a few hundred milliseconds, and the first worker to finish would listen
+alone meanwhile: a client that opens its keep-alive connections at the first answer (a
+proxy's connection pool, a load generator, an HTTP/2 client) would keep every one of them on that
 worker, leaving the others idle. So each worker, its app built, marks its arrival in a folder
 `itemsapi serve` gives them all and waits until every worker has arrived. The wait is bounded:
 a worker that fails to start must not keep the others from serving. A worker started later (a
