@@ -1,9 +1,9 @@
 """ItemRepository: the only door to the items table, and the one place where driver errors
 become the domain errors of errors.py. Nothing here knows about HTTP.
 
-Statements come from statements.py and run through psycopg's connection API on a pooled
-connection; psycopg prepares each statement shape once it has run `prepare_threshold` times
-on a connection (configuration, see db.py).
+Statements come from statements.py and run on a pooled connection's reused cursor
+(StatementConnection.run); psycopg prepares each statement shape once it has run
+`prepare_threshold` times on a connection (configuration, see db.py).
 """
 
 from __future__ import annotations
