@@ -153,7 +153,8 @@ defaults
 
 frontend api
     bind 127.0.0.1:{port}
-    http-request disable-l7-retry if METH_POST or METH_PATCH
+    acl non_idempotent method POST PATCH
+    http-request disable-l7-retry if non_idempotent
     default_backend replicas
 
 backend replicas
