@@ -10,7 +10,7 @@ COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --s
 LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
 	tools/requirements-pgadmin.txt
 
-.PHONY: run test lint format lock tools chromium wrk bench paired clean
+.PHONY: run test lint format lock tools chromium wrk scale-out kubectl bench paired clean
 
 run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
@@ -50,7 +50,7 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt pyproject.toml | $(BIN)/pyth
 
 # Tools the checks run: dclint (npm), pgAdmin (its own venv, as its pins differ from ours) and
 # Chromium for the /docs page and pgAdmin (Debian's package: installed when we may, else named).
-tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium wrk
+tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium wrk scale-out kubectl
 
 # Debian packages: installed when we may (root with apt-get), otherwise named.
 APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -62,6 +62,16 @@ chromium:
 
 wrk:
 	@command -v wrk >/dev/null || { $(call APT_INSTALL,wrk); }
+
+# The scale-out tests' PgBouncer and HAProxy, and nginx for checking compose.prod.yaml's proxy.
+SCALE_OUT_PROGRAMS := /usr/sbin/pgbouncer /usr/sbin/haproxy /usr/sbin/nginx
+scale-out:
+	@ls $(SCALE_OUT_PROGRAMS) >/dev/null 2>&1 || { $(call APT_INSTALL,pgbouncer haproxy nginx); }
+
+# kubectl's built-in kustomize (v5: the overlay uses `labels`, `replicas` and inline patches)
+# renders deploy/k8s for its test: the kubectl package where an apt source has it.
+kubectl:
+	@command -v kubectl >/dev/null || { $(call APT_INSTALL,kubectl); }
 
 tools/node_modules/.bin/dclint: tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error

@@ -8,7 +8,8 @@ PostgreSQL tool spells it. An unset or empty variable means the default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -78,6 +79,17 @@ class Settings(BaseSettings):
         Annotated[int, Field(ge=0)] | None, BeforeValidator(_none_word)
     ] = 5
 
+    # Where each session's statement_timeout and TimeZone come from: "startup" sends them in the
+    # connection's startup packet; "server" leaves them to the role or database settings
+    # (ALTER ROLE ... SET), for a pooler that refuses startup options (PgBouncer).
+    session_settings: Literal["startup", "server"] = "startup"
+    # The server connections a pooler in front of PostgreSQL keeps for this database and user
+    # (PgBouncer's pool_size): `itemsapi serve` then checks its budget against it.
+    pooler_pool_size: Annotated[int, Field(ge=1)] | None = None
+    # A file holding the database password (a Docker or Kubernetes secret), put into
+    # DATABASE_URL, so that the URL itself carries no secret.
+    database_password_file: Path | None = None
+
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
     # How `itemsapi serve` runs Granian.
@@ -102,6 +114,24 @@ class Settings(BaseSettings):
         # A variable set to spaces is as good as empty: the default, not a parse error.
         if isinstance(values, dict):
             return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        file = values.get("database_password_file")
+        url = values.get("database_url") or values.get(DATABASE_URL)
+        if not file or not url:
+            return values
+        try:
+            password = Path(file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            name = env_name("database_password_file")
+            raise ValueError(f"{name}: cannot read {exc.filename}: {exc.strerror}") from None
+        values = {k: v for k, v in values.items() if k != DATABASE_URL}
+        values["database_url"] = with_password(url, password)
         return values
 
     @field_validator("log_level")
@@ -136,6 +166,14 @@ class Settings(BaseSettings):
         return type(self)(**{**self.model_dump(), **changes})
 
 
+def with_password(url: str, password: str) -> str:
+    """`url` with its password replaced by `password` (percent-encoded)."""
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}").geturl()
+
+
 def env_name(field_name: str) -> str:
     """The environment variable that sets a Settings field."""
     if field_name not in Settings.model_fields:
@@ -157,7 +195,7 @@ def _describe(error: Any) -> str:
     if kind == "extra_forbidden":
         return f"{name} is not a setting"
     if kind == "value_error":
-        return f"{name} {context['error']}"
+        return f"{name} {context['error']}".strip()
     bounds = [f"{sign} {_number(context[key])}" for key, sign in _BOUNDS.items() if key in context]
     if bounds:
         return f"{name} must be {' and '.join(bounds)}"

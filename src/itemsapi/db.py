@@ -43,14 +43,39 @@ CLOSER_KEY = "itemsapi.pool_closer"
 
 
 def connection_options(settings: Settings) -> dict[str, object]:
-    """Per-connection settings, sent in the startup packet (no extra round trip)."""
-    return {
+    """Per-connection settings, sent in the startup packet (no extra round trip).
+
+    A transaction-mode pooler (PgBouncer) refuses the `options` startup parameter, and a SET
+    would stay on whichever shared server connection ran it: with session_settings "server"
+    statement_timeout and TimeZone come from the role instead (ALTER ROLE ... SET), which every
+    server connection the pooler opens starts with. TimeZone matters: psycopg hands back
+    timestamptz values in the session's zone, and responses print that offset (a Z for UTC).
+    """
+    options: dict[str, object] = {
         "autocommit": True,  # every statement is its own transaction: no BEGIN/COMMIT trips
         "row_factory": dict_row,
         "prepare_threshold": settings.prepare_threshold,
-        "application_name": "itemsapi",
-        "options": f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC",
+        "application_name": "itemsapi",  # a startup parameter PgBouncer passes on
     }
+    if settings.session_settings == "startup":
+        options["options"] = f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
+    return options
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    statement_timeout_ms: int
+    timezone: str
+
+
+def session_settings(database_url: str, settings: Settings) -> SessionSettings:
+    """The statement_timeout and TimeZone a session of the API gets (through a pooler too)."""
+    with psycopg.connect(database_url, connect_timeout=3, **connection_options(settings)) as conn:
+        row = conn.execute(
+            "SELECT current_setting('TimeZone') AS timezone, (SELECT setting::int FROM"
+            " pg_settings WHERE name = 'statement_timeout') AS statement_timeout_ms"
+        ).fetchone()
+    return SessionSettings(**row)
 
 
 def _configure(conn: psycopg.Connection) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from flask import Flask
 
-from itemsapi import jsonlog, migrations, start_line
+from itemsapi import db, jsonlog, migrations, start_line
 from itemsapi.config import Settings
 from itemsapi.db import inspect_server
 from itemsapi.errors import DatabaseUnavailable
@@ -144,17 +144,54 @@ def check_database(settings: Settings, database_url: str) -> None:
         )
         return
     _check_schema(database_url, facts.schema_in_place)
-    budget = settings.workers * settings.pool_max_size
+    _check_budget(settings, facts.connections_allowed)
+    if settings.session_settings == "server":
+        _check_session_settings(settings, database_url)
+
+
+def _check_budget(settings: Settings, connections_allowed: int) -> None:
+    """workers x pool max size must fit what is behind DATABASE_URL: the server's
+    connections, or, behind a pooler, the pooler's server pool, which must fit the server's.
+    Through the pooler the facts query still reaches PostgreSQL, so connections_allowed is the
+    server's own. Replicas multiply the need; only the operator knows their number
+    (docs/operations.md, Running at scale)."""
+    needed = settings.workers * settings.pool_max_size
     extra = {
         "workers": settings.workers,
         "pool_max_size": settings.pool_max_size,
-        "connections_needed": budget,
-        "connections_allowed": facts.connections_allowed,
+        "connections_needed": needed,
+        "connections_allowed": connections_allowed,
+        "pooler_pool_size": settings.pooler_pool_size,
     }
-    if budget > facts.connections_allowed:
+    pooler = settings.pooler_pool_size
+    if pooler is None and needed > connections_allowed:
         log.warning("workers x pool max size exceeds the server's max_connections", extra=extra)
+    elif pooler is not None and needed > pooler:
+        log.warning(
+            "workers x pool max size exceeds the pooler's server pool: requests would queue in "
+            "the pooler, past ITEMSAPI_POOL_TIMEOUT's reach",
+            extra=extra,
+        )
+    elif pooler is not None and pooler > connections_allowed:
+        log.warning("the pooler's server pool exceeds the server's max_connections", extra=extra)
     else:
         log.info("connection budget fits the server", extra=extra)
+
+
+def _check_session_settings(settings: Settings, database_url: str) -> None:
+    """With session_settings "server" the role must carry statement_timeout and TimeZone."""
+    try:
+        found = db.session_settings(database_url, settings)
+    except psycopg.Error as exc:
+        log.error("cannot read the session's settings", extra={"error": str(exc).strip()})
+        return
+    expected = db.SessionSettings(settings.statement_timeout_ms, "UTC")
+    if found != expected:
+        log.error(
+            "the database role's session settings differ from this configuration: set them "
+            "with ALTER ROLE ... SET (docs/operations.md, Running at scale)",
+            extra={"found": vars(found), "expected": vars(expected)},
+        )
 
 
 def _check_schema(database_url: str, in_place: bool) -> None:

@@ -159,3 +159,14 @@ def test_every_setting_is_explained_in_env_example():
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     for field in Settings.model_fields:
         assert re.search(rf"^#? ?{env_name(field)}=", example, re.MULTILINE), env_name(field)
+
+
+def test_the_database_password_comes_from_a_file_into_the_url(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("p@ss:w/rd\n")  # a trailing newline, as `echo` writes, is not part of it
+    settings = Settings(
+        database_url="postgresql://itemsapi@db:5432/itemsapi", database_password_file=secret
+    )
+    assert settings.database_url == "postgresql://itemsapi:p%40ss%3Aw%2Frd@db:5432/itemsapi"
+    with pytest.raises(ConfigError, match="ITEMSAPI_DATABASE_PASSWORD_FILE: cannot read"):
+        Settings(database_url="postgresql://x@db/x", database_password_file=tmp_path / "nope")
