@@ -91,6 +91,8 @@ def _granian(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from itemsapi.admission import granian_threads
+
     Granian(
         APP_FACTORY,
         factory=True,
@@ -98,9 +100,9 @@ def _granian(settings: Settings) -> None:
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
-        # Each thread runs one request and holds at most one connection; requests beyond the
-        # threads wait in Granian (its default backpressure), already read and ready to run.
-        blocking_threads=settings.blocking_threads,
+        # More threads than admission lets item requests hold, so that the probes always find
+        # one (admission.py); Granian starts them on demand and ends them after 30 s idle.
+        blocking_threads=granian_threads(settings),
         log_dictconfig=jsonlog.dict_config(settings.log_level),
         log_access=False,  # the app writes its own JSON access line per request
         workers_kill_timeout=settings.shutdown_timeout,
