@@ -93,7 +93,7 @@ def _granian(settings: Settings) -> None:
 
     from itemsapi.admission import granian_threads
 
-    Granian(
+    granian = Granian(
         APP_FACTORY,
         factory=True,
         interface=Interfaces.WSGI,
@@ -110,7 +110,14 @@ def _granian(settings: Settings) -> None:
         # others serve, instead of the whole server stopping with it. Granian gives up and
         # stops when a replacement dies again within 5.5 s: a crash loop is not hidden.
         respawn_failed_workers=True,
-    ).serve()
+    )
+    # Granian warns when threads outnumber the cores; here most of them only ever wait.
+    logging.getLogger("_granian").addFilter(_not_the_thread_count_warning)
+    granian.serve()
+
+
+def _not_the_thread_count_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Configuration allows spawning up to")
 
 
 @contextmanager
