@@ -3,9 +3,9 @@ thread and overload is refused at once instead of queued.
 
 Granian's WSGI interface runs every request on one of a worker's blocking threads, in arrival
 order; a request that finds them all busy waits in Granian's queue, however long that is. With
-as many threads as requests run at once (the old design), a stuck database or slow bodies took
-every thread and /live waited behind the queue. So each worker now has more Granian threads
-than it ever lets item requests hold (`granian_threads`), and this wrapper decides per request:
+only as many threads as requests should run at once, a stuck database or slow bodies take every
+thread and /live waits behind the queue. So each worker has more Granian threads than it ever
+lets item requests hold (`granian_threads`), and this wrapper decides per request:
 
 - the probes and /metrics pass straight through: they run on the threads kept free for them;
 - a request with a body has it read first (bodies.BodyReader: whole, with a size limit, at
@@ -14,9 +14,10 @@ than it ever lets item requests hold (`granian_threads`), and this wrapper decid
   most the pool timeout, if fewer than `max_queued` are already waiting; else, or when the wait
   runs out, it gets 503 + Retry-After (Overloaded) at once.
 
-Blocked waiters do not take the GIL, so the threads beyond the run slots cost nothing while
-idle (Granian starts them on demand and ends them when idle), and requests run in Python no
-more at once than before.
+Blocked waiters do not take the GIL, and Granian starts threads on demand and ends them when
+idle: the threads beyond the run slots cost little, and no more than `blocking_threads` item
+requests run in Python at once. Waiting for a slot does cost a hand-over between threads that
+Granian's own queue avoids, hence as many run slots as pooled connections (docs/operations.md).
 """
 
 from __future__ import annotations
