@@ -60,7 +60,7 @@ def main() -> None:
 @click.option(
     "--blocking-threads",
     type=int,
-    help=f"Threads per worker running requests [env {env_name('blocking_threads')}; 4].",
+    help=f"Item requests a worker runs at once [env {env_name('blocking_threads')}; 8].",
 )
 def serve(
     host: str | None, port: int | None, workers: int | None, blocking_threads: int | None

@@ -91,12 +91,18 @@ class Settings(BaseSettings):
     database_password_file: Path | None = None
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # Request bodies a worker reads at once; a body beyond them gets 503 (bodies.py).
+    max_body_reads: Annotated[int, Field(ge=1)] = 32
 
     # How `itemsapi serve` runs Granian.
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1)] = 1
-    blocking_threads: Annotated[int, Field(ge=1)] = 4
+    # Item requests a worker runs at once (as many as its pool has connections), and how many
+    # more may wait for one of those slots (each at most pool_timeout) before further ones get
+    # 503 at once. Granian gets more threads than that (admission.granian_threads).
+    blocking_threads: Annotated[int, Field(ge=1)] = 8
+    max_queued: Annotated[int, Field(ge=0)] = 32
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
     shutdown_timeout: Annotated[int, Field(ge=1)] = 10
 

@@ -122,3 +122,35 @@ class SchemaMissing(DatabaseUnavailable):
         super().__init__(
             f"the itemsapi schema is not in place{because}: run `itemsapi migrate`", "schema"
         )
+
+
+class Overloaded(ItemsError):
+    """The worker already runs and queues as many requests as it takes on (admission.py):
+    refused at once, so that the client may retry rather than wait in a queue of timeouts."""
+
+    @property
+    def detail(self) -> str:
+        return "the service is busy; try again shortly"
+
+
+class BodyTooLarge(ItemsError):
+    """The request body, declared or sent chunked, is over the size limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes")
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
+
+class BodyIncomplete(ItemsError):
+    """The client ended the body before its declared length, or declared no valid length."""
+
+    def __init__(self, declared: int | None, received: int) -> None:
+        what = f"of the {declared} declared" if declared is not None else "with an invalid length"
+        super().__init__(f"the request body ended after {received} bytes {what}")
+
+    @property
+    def detail(self) -> str:
+        return str(self)

@@ -11,12 +11,15 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from itemsapi.errors import (
     BadParameter,
+    BodyIncomplete,
+    BodyTooLarge,
     Conflict,
     ConstraintViolation,
     DatabaseError,
     DatabaseUnavailable,
     ItemNotFound,
     ItemsError,
+    Overloaded,
     PreconditionFailed,
     QueryTimeout,
     ValidationFailed,
@@ -45,6 +48,10 @@ PROBLEMS: dict[type[ItemsError], Problem] = {
     # 503s carry Retry-After: the request may well succeed if the client tries again.
     DatabaseUnavailable: Problem(503, "database-unavailable", "Service unavailable"),
     QueryTimeout: Problem(503, "database-timeout", "Service unavailable"),
+    # Answered by admission control before the app (admission.py, bodies.py).
+    Overloaded: Problem(503, "overloaded", "Service unavailable"),
+    BodyTooLarge: Problem(413, "body-too-large", None),
+    BodyIncomplete: Problem(400, "body-incomplete", None),
 }
 
 
@@ -60,9 +67,16 @@ def _domain_error(exc: ItemsError) -> Response:
         return _unexpected(exc)
     if isinstance(exc, DatabaseError):
         count_database_error(exc.kind)
+        if entry.status == 503:
+            log.warning("database unavailable: %s", exc, extra={"kind": exc.kind})
+    return problem_for(exc, entry)
+
+
+def problem_for(exc: ItemsError, entry: Problem | None = None) -> Response:
+    """The problem response of a domain error in the table (no logging, no metrics)."""
+    entry = entry or next(PROBLEMS[c] for c in type(exc).__mro__ if c in PROBLEMS)
     headers = {}
     if entry.status == 503:
-        log.warning("database unavailable: %s", exc, extra={"kind": exc.kind})
         headers["Retry-After"] = RETRY_AFTER_SECONDS
     extra = {}
     if hasattr(exc, "errors"):

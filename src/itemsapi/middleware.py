@@ -67,7 +67,8 @@ def _matched_rule(environ: dict[str, Any]) -> str | None:
     # werkzeug's Request registers itself in the environ and knows the route that matched;
     # Flask unregisters it when the request ends, after the response has started.
     request = environ.get("werkzeug.request")
-    url_rule = request.url_rule if request is not None else None
+    # Absent, or not Flask's, for a request refused before the app (admission.py).
+    url_rule = getattr(request, "url_rule", None)
     return url_rule.rule if url_rule is not None else None
 
 

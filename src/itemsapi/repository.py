@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
 T = TypeVar("T")
+
+# Seconds the current request may still wait for a pooled connection; None: the pool's own
+# timeout. Admission control sets it for a request that has already waited for a run slot, so
+# that both waits together stay within the pool timeout.
+pool_wait_left: ContextVar[float | None] = ContextVar("pool_wait_left", default=None)
 
 _SELECT = text(statements.select_statement)
 _INSERT = text(statements.insert_statement)
@@ -161,7 +167,8 @@ class ItemRepository:
         error, with the server's words kept for the log, never for the client."""
         conn = None
         try:
-            with self._pool.connection(timeout=timeout) as conn:
+            wait = timeout if timeout is not None else pool_wait_left.get()
+            with self._pool.connection(timeout=wait) as conn:
                 yield conn
         except PoolTimeout as exc:
             raise DatabaseUnavailable("no database connection available", "pool_timeout") from exc

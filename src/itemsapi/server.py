@@ -91,16 +91,18 @@ def _granian(settings: Settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    Granian(
+    from itemsapi.admission import granian_threads
+
+    granian = Granian(
         APP_FACTORY,
         factory=True,
         interface=Interfaces.WSGI,
         address=settings.host,
         port=settings.port,
         workers=settings.workers,
-        # Each thread runs one request and holds at most one connection; requests beyond the
-        # threads wait in Granian (its default backpressure), already read and ready to run.
-        blocking_threads=settings.blocking_threads,
+        # More threads than admission lets item requests hold, so that the probes always find
+        # one (admission.py); Granian starts them on demand and ends them after 30 s idle.
+        blocking_threads=granian_threads(settings),
         log_dictconfig=jsonlog.dict_config(settings.log_level),
         log_access=False,  # the app writes its own JSON access line per request
         workers_kill_timeout=settings.shutdown_timeout,
@@ -108,7 +110,14 @@ def _granian(settings: Settings) -> None:
         # others serve, instead of the whole server stopping with it. Granian gives up and
         # stops when a replacement dies again within 5.5 s: a crash loop is not hidden.
         respawn_failed_workers=True,
-    ).serve()
+    )
+    # Granian warns when threads outnumber the cores; here most of them only ever wait.
+    logging.getLogger("_granian").addFilter(_not_the_thread_count_warning)
+    granian.serve()
+
+
+def _not_the_thread_count_warning(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Configuration allows spawning up to")
 
 
 @contextmanager

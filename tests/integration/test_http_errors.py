@@ -1,5 +1,7 @@
 """Protocol-level errors: every one a problem+json, none a 500 that leaks internals."""
 
+import io
+
 import pytest
 
 from tests.helpers import create_item
@@ -53,6 +55,20 @@ def test_body_over_the_limit_is_413_and_stores_nothing(app, sql):
     big = b'{"name": "x", "description": "' + b"d" * (1024 * 1024) + b'"}'
     assert_problem(client.post("/v1/items", data=big, content_type="application/json"), 413)
     assert sql.execute("SELECT count(*) AS n FROM items").fetchone()["n"] == 0
+
+
+def test_a_chunked_body_is_read_and_one_over_the_limit_is_413_and_stores_nothing(app, sql):
+    """Granian hands a chunked body over with no CONTENT_LENGTH, which werkzeug reads as empty:
+    admission control reads it first, whole, up to the limit."""
+    client = app.test_client()
+    chunked = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    small = client.post("/v1/items", input_stream=io.BytesIO(b'{"name": "c"}'), headers=chunked)
+    assert small.status_code == 201
+    big = io.BytesIO(b'{"name": "x", "description": "' + b"d" * (1024 * 1024) + b'"}')
+    response = client.post("/v1/items", input_stream=big, headers=chunked)
+    assert_problem(response, 413)
+    assert response.get_json()["type"] == "urn:itemsapi:problem:body-too-large"
+    assert sql.execute("SELECT count(*) AS n FROM items").fetchone()["n"] == 1
 
 
 def test_body_limit_is_configurable(clean_db):
