@@ -62,8 +62,9 @@ def write_access_line(fields: dict[str, Any]) -> None:
     the fields, timestamp), written to the configured handler's stream under its lock.
 
     The logging module's path (a LogRecord, the filter, python-json-logger's field merging) is a
-    large share of a short request's CPU (docs/performance.md). The caller checks `access_log.isEnabledFor(logging.INFO)` first, as it would before
-    logging, so that a disabled line costs nothing to assemble."""
+    large share of a short request's CPU (docs/performance.md). The caller checks
+    `access_log.isEnabledFor(logging.INFO)` first, as it would before logging, so that a
+    disabled line costs nothing to assemble."""
     handler = _json_handler
     if handler is None:
         return
