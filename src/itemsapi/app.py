@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import db, http_errors, jsonlog, metrics, middleware, migrations
+from itemsapi import auth, db, http_errors, jsonlog, metrics, middleware, migrations
 from itemsapi.api import docs, index, items, probes
 from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
@@ -41,6 +41,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     metrics.init_app(app, app.extensions[db.POOL_KEY])
     http_errors.init_app(app)
     middleware.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(items.bp, url_prefix=items.VERSION_PREFIX)
     # The paths from before /v1, answering as they always have, marked deprecated.
     app.register_blueprint(items.bp, name=items.UNVERSIONED)

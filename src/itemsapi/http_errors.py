@@ -15,10 +15,12 @@ from itemsapi.errors import (
     ConstraintViolation,
     DatabaseError,
     DatabaseUnavailable,
+    Forbidden,
     ItemNotFound,
     ItemsError,
     PreconditionFailed,
     QueryTimeout,
+    Unauthorized,
     ValidationFailed,
 )
 from itemsapi.metrics import count_database_error
@@ -38,6 +40,9 @@ class Problem(NamedTuple):
 PROBLEMS: dict[type[ItemsError], Problem] = {
     ValidationFailed: Problem(422, "validation-error", "Invalid item"),
     BadParameter: Problem(400, "invalid-parameter", "Invalid query parameter"),
+    # Both carry WWW-Authenticate (RFC 6750): the exception's `challenge`.
+    Unauthorized: Problem(401, "unauthorized", "Unauthorized"),
+    Forbidden: Problem(403, "forbidden", "Insufficient scope"),
     ItemNotFound: Problem(404, "item-not-found", "Item not found"),
     PreconditionFailed: Problem(412, "precondition-failed", "Item has changed"),
     Conflict: Problem(409, "conflict", None),
@@ -61,6 +66,8 @@ def _domain_error(exc: ItemsError) -> Response:
     if isinstance(exc, DatabaseError):
         count_database_error(exc.kind)
     headers = {}
+    if isinstance(exc, Unauthorized | Forbidden):
+        headers["WWW-Authenticate"] = exc.challenge
     if entry.status == 503:
         log.warning("database unavailable: %s", exc, extra={"kind": exc.kind})
         headers["Retry-After"] = RETRY_AFTER_SECONDS
