@@ -159,3 +159,17 @@ def test_every_setting_is_explained_in_env_example():
     example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     for field in Settings.model_fields:
         assert re.search(rf"^#? ?{env_name(field)}=", example, re.MULTILINE), env_name(field)
+
+
+def test_jwt_mode_needs_its_issuer_audience_and_jwks_url():
+    with pytest.raises(ConfigError) as caught:
+        Settings(auth="jwt", jwt_issuer="https://issuer.test")
+    assert "ITEMSAPI_JWT_AUDIENCE" in str(caught.value)
+    assert "ITEMSAPI_JWT_JWKS_URL" in str(caught.value)
+    assert Settings(auth="KEYS").auth == "keys"
+
+
+@pytest.mark.parametrize("algorithms", ["HS256", "RS256,none", ""])
+def test_only_asymmetric_jwt_algorithms_are_accepted(algorithms):
+    with pytest.raises(ConfigError, match="ITEMSAPI_JWT_ALGORITHMS"):
+        Settings(jwt_algorithms=algorithms or " , ")

@@ -14,7 +14,17 @@ from itemsapi.auth.scopes import ADMIN, READ, SCOPES, WRITE, Principal, admin_on
 from itemsapi.config import Settings
 from itemsapi.db import REPOSITORY_KEY
 
-__all__ = ["ADMIN", "READ", "SCOPES", "WRITE", "KeyStore", "Principal", "admin_only", "init_app"]
+__all__ = [
+    "ADMIN",
+    "KEY_STORE_KEY",
+    "READ",
+    "SCOPES",
+    "WRITE",
+    "KeyStore",
+    "Principal",
+    "admin_only",
+    "init_app",
+]
 
 log = logging.getLogger(__name__)
 
