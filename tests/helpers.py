@@ -57,17 +57,28 @@ class HttpResponse:
         return json.loads(self.body)
 
 
+# Bearer tokens of the servers tests start, by origin (tests/e2e/conftest.py): http() sends the
+# origin's token unless the request names its own Authorization header (None: send none).
+TOKENS: dict[str, str] = {}
+
+
 def http(
     method: str,
     url: str,
     body: Any = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str | None] | None = None,
     timeout: float = 10,
 ) -> HttpResponse:
     """One real HTTP request (no client library between the test and the server)."""
     parts = urlsplit(url)
     conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     headers = dict(headers or {})
+    if "Authorization" not in headers:
+        token = TOKENS.get(f"{parts.scheme}://{parts.netloc}")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+    elif headers["Authorization"] is None:
+        del headers["Authorization"]
     data = None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()

@@ -10,9 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from tests.helpers import free_port, http, wait_until
+from itemsapi.auth import SCOPES
+from itemsapi.auth.dev_key import TOKEN_FILE
+from itemsapi.auth.keys import create_key
+from tests.helpers import TOKENS, free_port, http, wait_until
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
+    token: str | None = None  # a key with every scope, which tests.helpers.http sends
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -40,7 +45,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """start_server(database_url, *args, wait="ready"|"live"|None, command=None, base_env=None,
     **env) -> Server. By default runs `itemsapi serve --port <free port> *args` with this
     process's environment; `command` and `base_env` replace those (ITEMSAPI_PORT is then set).
-    wait=None returns as soon as the process is started."""
+    wait=None returns as soon as the process is started. Access control is on, as by default:
+    the server's `token` (a key with every scope made in its database, or the embedded
+    default's development key) is sent by tests.helpers.http to it."""
     servers: list[Server] = []
 
     def start(
@@ -74,8 +81,25 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
         if wait is not None:
             wait_until(answers, 30, f"{server.url}/{wait}")
+        server.token = _full_scope_token(database_url, environment)
+        if server.token:
+            TOKENS[server.url] = server.token
         return server
 
     yield start
     for server in servers:
         server.stop()
+        TOKENS.pop(server.url, None)
+
+
+def _full_scope_token(database_url: str, environment: dict[str, str]) -> str | None:
+    """A new key with every scope in the server's database, or the embedded default's
+    development key; None while the database cannot hold one (unreachable, not migrated)."""
+    if not database_url:
+        token_file = Path(environment.get("ITEMSAPI_DATA_DIR") or ".itemsapi") / TOKEN_FILE
+        return token_file.read_text().strip() if token_file.is_file() else None
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=3) as conn:
+            return create_key(conn, "e2e", list(SCOPES))[1]
+    except psycopg.Error:
+        return None

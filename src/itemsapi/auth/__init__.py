@@ -8,7 +8,6 @@ import logging
 
 from flask import Flask
 
-from itemsapi.auth.enforce import install
 from itemsapi.auth.keys import KeyStore
 from itemsapi.auth.scopes import ADMIN, READ, SCOPES, WRITE, Principal, admin_only
 from itemsapi.config import Settings
@@ -33,6 +32,11 @@ KEY_STORE_KEY = "itemsapi.key_store"
 
 def init_app(app: Flask) -> None:
     """Install the enforcement hook for the configured mode (after the repository exists)."""
+    # Imported here: enforcement counts refusals in itemsapi.metrics, and the CLI (which imports
+    # this package for the keys commands) must not import prometheus-client before `serve` has
+    # set up its multiprocess folder.
+    from itemsapi.auth.enforce import install
+
     settings: Settings = app.config["SETTINGS"]
     if settings.auth == "off":
         log.warning(
