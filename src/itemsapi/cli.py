@@ -142,7 +142,7 @@ def keys_create(name: str, scopes: str) -> None:
 
 @keys_group.command("list")
 def keys_list() -> None:
-    """List keys: id, name, scopes, created, last used, revoked (never a token)."""
+    """List keys: id, name, scopes, created, last used, revoked (UTC; never a token)."""
     rows = _with_keys_table(keys.list_keys)
     click.echo(f"{'ID':<12}  {'NAME':<20} {'SCOPES':<16} {'CREATED':<20} {'LAST USED':<20} REVOKED")
     for row in rows:
@@ -165,7 +165,9 @@ def keys_revoke(key_id: str) -> None:
 def _with_keys_table(work: Callable[[psycopg.Connection], T]) -> T:
     url = _setup(apply_schema=True)
     try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(
+            url, autocommit=True, connect_timeout=10, options="-c TimeZone=UTC"
+        ) as conn:
             return work(conn)
     except psycopg.errors.UndefinedTable:
         raise click.ClickException("no api_keys table: run `itemsapi migrate` first") from None

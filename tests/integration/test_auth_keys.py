@@ -155,6 +155,17 @@ def test_admin_only_views_and_unclassified_endpoints_need_admin(app, clean_db):
         assert client.open(path, method=method, headers=bearer(admin)).status_code == 204
 
 
+def test_a_known_key_id_with_a_wrong_secret_is_refused_like_an_unknown_key(app, api_token):
+    key_id = api_token.split("_")[1]
+    forged = f"itemsapi_{key_id}_" + "B" * 43
+    client = app.test_client()
+    wrong = client.get("/v1/items", headers=bearer(forged))
+    unknown = client.get("/v1/items", headers=bearer(UNKNOWN))
+    assert wrong.status_code == 401
+    assert wrong.get_json() == unknown.get_json()
+    assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+
+
 @pytest.mark.parametrize(
     "header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "bearer " + UNKNOWN[:-1] + "!"]
 )
