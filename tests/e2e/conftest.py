@@ -24,6 +24,8 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
+    database_url: str = ""
+    data_dir: Path = Path(".itemsapi")
     token: str | None = None  # a key with every scope, which tests.helpers.http sends
 
     def stop(self, timeout: float = 30) -> int:
@@ -35,6 +37,14 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def bearer(self) -> str | None:
+        """The server's token, made on first need: a key with every scope in its database, or
+        the embedded default's development key; None while the database cannot hold one
+        (unreachable, not migrated yet)."""
+        if self.token is None:
+            self.token = _full_scope_token(self.database_url, self.data_dir)
+        return self.token
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text().splitlines()
@@ -71,7 +81,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                 command, env=environment, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        data_dir = Path(environment.get("ITEMSAPI_DATA_DIR") or ".itemsapi")
+        server = Server(f"http://127.0.0.1:{port}", process, log_path, database_url, data_dir)
+        TOKENS[server.url] = server.bearer
         servers.append(server)
 
         def answers() -> bool:
@@ -81,9 +93,7 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
         if wait is not None:
             wait_until(answers, 30, f"{server.url}/{wait}")
-        server.token = _full_scope_token(database_url, environment)
-        if server.token:
-            TOKENS[server.url] = server.token
+            server.bearer()
         return server
 
     yield start
@@ -92,11 +102,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         TOKENS.pop(server.url, None)
 
 
-def _full_scope_token(database_url: str, environment: dict[str, str]) -> str | None:
-    """A new key with every scope in the server's database, or the embedded default's
-    development key; None while the database cannot hold one (unreachable, not migrated)."""
+def _full_scope_token(database_url: str, data_dir: Path) -> str | None:
     if not database_url:
-        token_file = Path(environment.get("ITEMSAPI_DATA_DIR") or ".itemsapi") / TOKEN_FILE
+        token_file = data_dir / TOKEN_FILE
         return token_file.read_text().strip() if token_file.is_file() else None
     try:
         with psycopg.connect(database_url, autocommit=True, connect_timeout=3) as conn:
