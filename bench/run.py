@@ -31,7 +31,9 @@ import psycopg
 from psycopg import ClientCursor, sql
 from psycopg.types.json import Jsonb
 
-from itemsapi import db, embedded, pagination, statements
+from itemsapi import embedded, migrations, pagination, statements
+from itemsapi.auth import SCOPES
+from itemsapi.auth.keys import create_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -97,8 +99,12 @@ def database_url() -> str:
 
 
 def load(url: str, rows: int) -> None:
-    """The schema, then `rows` items of realistic sizes through COPY, with a progress bar."""
-    db.apply_schema(url)
+    """The schema (every migration), `rows` items of realistic sizes through COPY with a
+    progress bar, and a key with every scope that wrk sends (BENCH_TOKEN; access control is on,
+    as by default)."""
+    migrations.migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        os.environ["BENCH_TOKEN"] = create_key(conn, "bench", list(SCOPES))[1]
     rng = random.Random(42)
     started = time.perf_counter()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
@@ -248,6 +254,9 @@ def wrk_command(url: str, script: str | None, connections: int, seconds: int) ->
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
     if script:
         command += ["-s", str(HERE / "wrk" / script)]
+    token = os.environ.get("BENCH_TOKEN")
+    if token:  # wrk.format adds -H headers to every request a script makes
+        command += ["-H", f"Authorization: Bearer {token}"]
     return [*command, url]
 
 

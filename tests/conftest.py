@@ -21,6 +21,8 @@ from psycopg import sql as pgsql
 
 from itemsapi import embedded, migrations
 from itemsapi.app import close_app, create_app
+from itemsapi.auth import SCOPES
+from itemsapi.auth.keys import create_key
 
 POSTGRES_IMAGE = "postgres:18"
 
@@ -60,9 +62,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def clean_db(database_url: str) -> str:
-    """The test database with an empty items table (ids restart at 1)."""
+    """The test database with an empty items table (ids restart at 1) and no API keys."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE items RESTART IDENTITY")
+        conn.execute("TRUNCATE api_keys")
     return database_url
 
 
@@ -86,8 +89,19 @@ def app(clean_db: str) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def api_token(clean_db: str) -> str:
+    """The token of a key with every scope, in the test database."""
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        return create_key(conn, "tests", list(SCOPES))[1]
+
+
+@pytest.fixture
+def client(app: Flask, api_token: str) -> FlaskClient:
+    """A test client that sends a key with every scope (auth is on, as by default); a request
+    may override the header, and app.test_client() sends none."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
+    return client
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import admission, db, http_errors, jsonlog, metrics, middleware, migrations
+from itemsapi import admission, auth, db, http_errors, jsonlog, metrics, middleware, migrations
 from itemsapi.api import docs, index, items, probes
 from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
@@ -42,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     http_errors.init_app(app)
     admission.init_app(app)  # inside the telemetry wrapper: refusals are logged and counted
     middleware.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(items.bp, url_prefix=items.VERSION_PREFIX)
     # The paths from before /v1, answering as they always have, marked deprecated.
     app.register_blueprint(items.bp, name=items.UNVERSIONED)

@@ -14,6 +14,7 @@ import click
 import psycopg
 
 from itemsapi import embedded, jsonlog, migrations, server
+from itemsapi.auth import dev_key, keys
 from itemsapi.config import ConfigError, Settings, env_name
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,10 @@ def serve(
     try:
         # Checked before the embedded database starts: a busy port fails fast either way.
         server.check_port_free(settings.host, settings.port)
-        server.serve(settings, _database_url(settings))
+        url = _database_url(settings)
+        if not settings.database_url and settings.auth == "keys":
+            dev_key.ensure(settings, url)  # the embedded default: a key to start with
+        server.serve(settings, url)
     except server.CannotListen as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -112,6 +116,67 @@ def init_db(wait: float) -> None:
     url = _setup(apply_schema=False)
     done = _retrying(lambda: migrations.migrate(url), wait)
     click.echo(f"schema applied: {len(done)} migration(s) now, up to date")
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """API keys: create (the token is shown once), list, revoke."""
+
+
+@keys_group.command("create")
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option(
+    "--scopes", default="read", show_default=True, help="Comma-separated: read, write, admin."
+)
+def keys_create(name: str, scopes: str) -> None:
+    """Create a key; its token is printed once, alone on the last line."""
+    try:
+        chosen = keys.parse_scopes(scopes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scopes") from None
+    key_id, token = _with_keys_table(lambda conn: keys.create_key(conn, name, chosen))
+    click.echo(f"created key {key_id} ({name}) with scopes {','.join(chosen)}")
+    click.echo("the token follows; it is shown only this once:")
+    click.echo(token)
+
+
+@keys_group.command("list")
+def keys_list() -> None:
+    """List keys: id, name, scopes, created, last used, revoked (UTC; never a token)."""
+    rows = _with_keys_table(keys.list_keys)
+    click.echo(f"{'ID':<12}  {'NAME':<20} {'SCOPES':<16} {'CREATED':<20} {'LAST USED':<20} REVOKED")
+    for row in rows:
+        click.echo(
+            f"{row['id']:<12}  {row['name'][:20]:<20} {','.join(row['scopes']):<16} "
+            f"{_when(row['created_at']):<20} {_when(row['last_used_at']):<20} "
+            f"{_when(row['revoked_at'])}"
+        )
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: refused from the next request on, by every worker and replica."""
+    if not _with_keys_table(lambda conn: keys.revoke_key(conn, key_id)):
+        raise click.ClickException(f"no key {key_id}")
+    click.echo(f"revoked key {key_id}")
+
+
+def _with_keys_table(work: Callable[[psycopg.Connection], T]) -> T:
+    url = _setup(apply_schema=True)
+    try:
+        with psycopg.connect(
+            url, autocommit=True, connect_timeout=10, options="-c TimeZone=UTC"
+        ) as conn:
+            return work(conn)
+    except psycopg.errors.UndefinedTable:
+        raise click.ClickException("no api_keys table: run `itemsapi migrate` first") from None
+    except psycopg.Error as exc:
+        raise click.ClickException(str(exc).strip()) from None
+
+
+def _when(moment: object) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
 
 
 def _setup(*, apply_schema: bool) -> str:

@@ -26,6 +26,11 @@ from pydantic_settings import (
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Signature algorithms a JWT may use: asymmetric only, so that the JWKS (public keys) can never
+# double as an HMAC secret (the "HS256 signed with the public key" confusion).
+JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 ENV_PREFIX = "ITEMSAPI_"
 DATABASE_URL = "DATABASE_URL"
 
@@ -36,6 +41,10 @@ class ConfigError(ValueError):
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _none_word(value: Any) -> Any:
@@ -106,6 +115,20 @@ class Settings(BaseSettings):
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
     shutdown_timeout: Annotated[int, Field(ge=1)] = 10
 
+    # Access control (docs/operations.md, "Access control"): API keys by default; `jwt` verifies
+    # OpenID Connect bearer tokens against the issuer's JWKS; `off` opens everything.
+    auth: Annotated[Literal["keys", "jwt", "off"], BeforeValidator(_lower)] = "keys"
+    public_reads: bool = False  # anonymous GET/HEAD on items
+    public_docs: bool = True  # /docs and /openapi.json without a key (else the read scope)
+    public_metrics: bool = True  # /metrics without a key (else the admin scope)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: str = "RS256,ES256"  # comma-separated allow-list, asymmetric only
+    jwt_scope_claim: str = "scope"  # space-separated string (or a list) of scopes
+    # A token naming a key id the cached JWKS lacks refetches it at most this often.
+    jwt_jwks_refresh_seconds: Positive = 30.0
+
     def __init__(self, **values: Any) -> None:
         # One error for every bad value at once, each named by the variable that sets it.
         try:
@@ -154,6 +177,23 @@ class Settings(BaseSettings):
         if value < max(1, info.data.get("pool_min_size", 0)):
             raise ValueError(f"must be >= 1 and >= {env_name('pool_min_size')}")
         return value
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if not names or not set(names) <= JWT_ALGORITHMS:
+            raise ValueError(f"must list algorithms from {', '.join(sorted(JWT_ALGORITHMS))}")
+        return ",".join(names)
+
+    @model_validator(mode="after")
+    def _jwt_settings_given(self) -> Settings:
+        if self.auth == "jwt":
+            needed = ("jwt_issuer", "jwt_audience", "jwt_jwks_url")
+            missing = [env_name(name) for name in needed if not getattr(self, name)]
+            if missing:
+                raise ValueError(f"ITEMSAPI_AUTH=jwt needs {', '.join(missing)}")
+        return self
 
     @field_validator("database_url")
     @classmethod

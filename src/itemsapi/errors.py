@@ -31,6 +31,37 @@ class PreconditionFailed(ItemsError):
         self.current_version = current_version
 
 
+class Unauthorized(ItemsError):
+    """No usable credentials. `reason` (missing, malformed, unknown, revoked, invalid) is for the
+    metrics and the log: the client gets the same answer whatever it is, so that a response
+    never tells whether a key exists."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"authentication failed: {reason}")
+        self.reason = reason
+
+    @property
+    def detail(self) -> str:
+        return "this request needs a valid bearer token (Authorization: Bearer <token>)"
+
+    @property
+    def challenge(self) -> str:
+        # RFC 6750 3.1: no error code when the request carried no credentials at all.
+        return "Bearer" if self.reason == "missing" else 'Bearer error="invalid_token"'
+
+
+class Forbidden(ItemsError):
+    """Valid credentials without the scope the request needs."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this request needs the {scope!r} scope")
+        self.scope = scope
+
+    @property
+    def challenge(self) -> str:
+        return f'Bearer error="insufficient_scope", scope="{self.scope}"'
+
+
 class FieldError(ItemsError):
     """One bad input field; `field` is a dotted path, or None for the body as a whole."""
 

@@ -17,11 +17,13 @@ from itemsapi.errors import (
     ConstraintViolation,
     DatabaseError,
     DatabaseUnavailable,
+    Forbidden,
     ItemNotFound,
     ItemsError,
     Overloaded,
     PreconditionFailed,
     QueryTimeout,
+    Unauthorized,
     ValidationFailed,
 )
 from itemsapi.metrics import count_database_error
@@ -41,6 +43,9 @@ class Problem(NamedTuple):
 PROBLEMS: dict[type[ItemsError], Problem] = {
     ValidationFailed: Problem(422, "validation-error", "Invalid item"),
     BadParameter: Problem(400, "invalid-parameter", "Invalid query parameter"),
+    # Both carry WWW-Authenticate (RFC 6750): the exception's `challenge`.
+    Unauthorized: Problem(401, "unauthorized", "Unauthorized"),
+    Forbidden: Problem(403, "forbidden", "Insufficient scope"),
     ItemNotFound: Problem(404, "item-not-found", "Item not found"),
     PreconditionFailed: Problem(412, "precondition-failed", "Item has changed"),
     Conflict: Problem(409, "conflict", None),
@@ -76,6 +81,8 @@ def problem_for(exc: ItemsError, entry: Problem | None = None) -> Response:
     """The problem response of a domain error in the table (no logging, no metrics)."""
     entry = entry or next(PROBLEMS[c] for c in type(exc).__mro__ if c in PROBLEMS)
     headers = {}
+    if isinstance(exc, Unauthorized | Forbidden):
+        headers["WWW-Authenticate"] = exc.challenge
     if entry.status == 503:
         headers["Retry-After"] = RETRY_AFTER_SECONDS
     extra = {}

@@ -66,6 +66,11 @@ DB_ERRORS = Counter(
     "Database errors met while answering requests, by kind.",
     ["kind"],
 )
+AUTH_FAILURES = Counter(
+    "itemsapi_auth_failures_total",
+    "Requests refused for their credentials (401) or scopes (403), by reason.",
+    ["reason"],
+)
 
 _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 # Any other method a client makes up is counted as "other", so that it cannot mint series.
@@ -101,6 +106,10 @@ def count_database_error(kind: str) -> None:
     DB_ERRORS.labels(kind).inc()
     if kind == "pool_timeout":
         POOL_TIMEOUTS.inc()
+
+
+def count_auth_failure(reason: str) -> None:
+    AUTH_FAILURES.labels(reason).inc()
 
 
 def sample_pool(pool: ConnectionPool) -> None:

@@ -21,6 +21,9 @@ from itemsapi import metrics
 from itemsapi.jsonlog import access_log, request_id, write_access_line
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Who made the request (an API key's id, a JWT's subject), put in the environ by auth.enforce
+# for the access line; never the token.
+PRINCIPAL_ENVIRON = "itemsapi.principal"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 WSGIApp = Any  # (environ, start_response) -> iterable of bytes
@@ -90,6 +93,7 @@ def _record(
             "duration_ms": round(seconds * 1000, 3),
             "request_id": current_id,
             "remote_addr": environ.get("REMOTE_ADDR"),
+            "principal": environ.get(PRINCIPAL_ENVIRON),
             "response_size": int(size) if size is not None else None,
         }
     )

@@ -126,6 +126,15 @@ class ItemRepository:
             versions = conn.run(_APPLIED).fetchone()["versions"]
         return frozenset(versions or ())
 
+    def read(self, work: Callable[[StatementConnection], T]) -> T:
+        """Run `work` as a read, with this repository's error mapping and retry: for the stores
+        of the other tables sharing this pool (auth.keys.KeyStore)."""
+        return self._read(work)
+
+    def write(self, work: Callable[[StatementConnection], T]) -> T:
+        """Run `work` as a write (never retried), with this repository's error mapping."""
+        return self._write(work)
+
     def _change(
         self, item_id: int, statement: str, values: Mapping[str, Any], versions: list[int] | None
     ) -> Row:

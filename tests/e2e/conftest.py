@@ -10,9 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from tests.helpers import free_port, http, wait_until
+from itemsapi.auth import SCOPES
+from itemsapi.auth.dev_key import TOKEN_FILE
+from itemsapi.auth.keys import create_key
+from tests.helpers import TOKENS, free_port, http, wait_until
 
 
 @dataclass
@@ -20,6 +24,9 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
+    database_url: str = ""
+    data_dir: Path = Path(".itemsapi")
+    token: str | None = None  # a key with every scope, which tests.helpers.http sends
 
     def stop(self, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -31,6 +38,14 @@ class Server:
                 self.process.wait()
         return self.process.returncode
 
+    def bearer(self) -> str | None:
+        """The server's token, made on first need: a key with every scope in its database, or
+        the embedded default's development key; None while the database cannot hold one
+        (unreachable, not migrated yet)."""
+        if self.token is None:
+            self.token = _full_scope_token(self.database_url, self.data_dir)
+        return self.token
+
     def log_lines(self) -> list[str]:
         return self.log_path.read_text().splitlines()
 
@@ -40,7 +55,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """start_server(database_url, *args, wait="ready"|"live"|None, command=None, base_env=None,
     **env) -> Server. By default runs `itemsapi serve --port <free port> *args` with this
     process's environment; `command` and `base_env` replace those (ITEMSAPI_PORT is then set).
-    wait=None returns as soon as the process is started."""
+    wait=None returns as soon as the process is started. Access control is on, as by default:
+    the server's `token` (a key with every scope made in its database, or the embedded
+    default's development key) is sent by tests.helpers.http to it."""
     servers: list[Server] = []
 
     def start(
@@ -64,7 +81,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                 command, env=environment, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        data_dir = Path(environment.get("ITEMSAPI_DATA_DIR") or ".itemsapi")
+        server = Server(f"http://127.0.0.1:{port}", process, log_path, database_url, data_dir)
+        TOKENS[server.url] = server.bearer
         servers.append(server)
 
         def answers() -> bool:
@@ -74,8 +93,21 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
         if wait is not None:
             wait_until(answers, 30, f"{server.url}/{wait}")
+            server.bearer()
         return server
 
     yield start
     for server in servers:
         server.stop()
+        TOKENS.pop(server.url, None)
+
+
+def _full_scope_token(database_url: str, data_dir: Path) -> str | None:
+    if not database_url:
+        token_file = data_dir / TOKEN_FILE
+        return token_file.read_text().strip() if token_file.is_file() else None
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=3) as conn:
+            return create_key(conn, "e2e", list(SCOPES))[1]
+    except psycopg.Error:
+        return None

@@ -20,6 +20,12 @@ def test_serve_without_database_url_uses_the_embedded_database_and_keeps_data(
     env = {"ITEMSAPI_DATA_DIR": str(data_dir)}
 
     first = start_server("", **env)
+    # The first start made a development key, kept beside the data, and said how to use it.
+    token_file = data_dir / "dev-token"
+    assert first.token == token_file.read_text().strip()
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert any("Authorization: Bearer $(cat" in line for line in first.log_lines())
+    assert http("GET", f"{first.url}/v1/items", headers={"Authorization": None}).status == 401
     created = http("POST", f"{first.url}/v1/items", item_payload(name="kept"))
     assert created.status == 201
     assert first.stop() == 0
@@ -28,6 +34,7 @@ def test_serve_without_database_url_uses_the_embedded_database_and_keeps_data(
     assert not (pgdata / "postmaster.pid").exists(), "the embedded server outlived the API"
 
     second = start_server("", **env)
+    assert second.token == first.token  # reused
     items = http("GET", f"{second.url}/v1/items").json()["items"]
     assert [i["name"] for i in items] == ["kept"]
 

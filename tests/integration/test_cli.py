@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from itemsapi import server
+from itemsapi import migrations, server
 from itemsapi.cli import main
 from itemsapi.config import Settings
 from itemsapi.db import apply_schema, inspect_server
@@ -33,9 +33,9 @@ def test_init_db_brings_a_database_from_before_migrations_up_to_date(
         assert conn.execute(
             "SELECT 1 FROM pg_indexes WHERE indexname = 'items_name_id_idx'"
         ).fetchone()
-        assert conn.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-            (0, "baseline")
-        ]
+        recorded = conn.execute("SELECT version, name FROM schema_migrations ORDER BY 1")
+        shipped = [(m.version, m.name) for m in migrations.discover()]
+        assert recorded.fetchall() == [(0, "baseline"), *shipped]
 
 
 def test_init_db_of_an_unreachable_database_is_a_clear_error(runner, monkeypatch):

@@ -50,18 +50,23 @@ def test_json_with_charset_parameter_is_accepted(client):
     assert response.status_code == 201
 
 
-def test_body_over_the_limit_is_413_and_stores_nothing(app, sql):
-    client = app.test_client()
+def test_body_over_the_limit_is_413_and_stores_nothing(client, sql):
     big = b'{"name": "x", "description": "' + b"d" * (1024 * 1024) + b'"}'
     assert_problem(client.post("/v1/items", data=big, content_type="application/json"), 413)
     assert sql.execute("SELECT count(*) AS n FROM items").fetchone()["n"] == 0
 
 
-def test_a_chunked_body_is_read_and_one_over_the_limit_is_413_and_stores_nothing(app, sql):
+def test_a_chunked_body_is_read_and_one_over_the_limit_is_413_and_stores_nothing(
+    app, sql, api_token
+):
     """Granian hands a chunked body over with no CONTENT_LENGTH, which werkzeug reads as empty:
     admission control reads it first, whole, up to the limit."""
     client = app.test_client()
-    chunked = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
+    chunked = {
+        "Transfer-Encoding": "chunked",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {api_token}",
+    }
     small = client.post("/v1/items", input_stream=io.BytesIO(b'{"name": "c"}'), headers=chunked)
     assert small.status_code == 201
     big = io.BytesIO(b'{"name": "x", "description": "' + b"d" * (1024 * 1024) + b'"}')
@@ -71,13 +76,16 @@ def test_a_chunked_body_is_read_and_one_over_the_limit_is_413_and_stores_nothing
     assert sql.execute("SELECT count(*) AS n FROM items").fetchone()["n"] == 1
 
 
-def test_body_limit_is_configurable(clean_db):
+def test_body_limit_is_configurable(clean_db, api_token):
     from itemsapi.app import close_app, create_app
 
     small = create_app({"database_url": clean_db, "max_body_bytes": 2048})
     try:
         body = b'{"name": "' + b"n" * 3000 + b'"}'
-        response = small.test_client().post("/v1/items", data=body, content_type="application/json")
+        response = small.test_client().post(
+            "/v1/items", data=body, content_type="application/json",
+            headers={"Authorization": f"Bearer {api_token}"},
+        )  # fmt: skip
         assert_problem(response, 413)
     finally:
         close_app(small)
@@ -125,12 +133,12 @@ def test_request_id_is_echoed_when_sane_and_generated_otherwise(client):
     assert problem.headers["X-Request-ID"]
 
 
-def test_unexpected_errors_are_a_bare_500_logged_with_the_request_id(app, caplog):
+def test_unexpected_errors_are_a_bare_500_logged_with_the_request_id(app, client, caplog):
     @app.get("/boom")
     def boom():
         raise RuntimeError("SELECT secret FROM internals")
 
-    response = app.test_client().get("/boom", headers={"X-Request-ID": "trace-1"})
+    response = client.get("/boom", headers={"X-Request-ID": "trace-1"})
     body = assert_problem(response, 500)
     assert "SELECT" not in response.get_data(as_text=True)
     assert "Traceback" not in response.get_data(as_text=True)

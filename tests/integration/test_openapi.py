@@ -34,14 +34,14 @@ def test_every_route_and_method_is_documented(app, client):
 def test_each_operation_lists_the_statuses_it_can_return(client):
     paths = client.get("/openapi.json").get_json()["paths"]
     expected = {
-        ("/items", "post"): {"201", "400", "409", "413", "415", "422", "500", "503"},
-        ("/items", "get"): {"200", "400", "500", "503"},
-        ("/items/{item_id}", "get"): {"200", "304", "404", "500", "503"},
-        ("/items/{item_id}", "put"): {"200", "400", "404", "409", "412", "413", "415", "422",
-                                      "500", "503"},
-        ("/items/{item_id}", "patch"): {"200", "400", "404", "409", "412", "413", "415", "422",
-                                        "500", "503"},
-        ("/items/{item_id}", "delete"): {"204", "404", "412", "500", "503"},
+        ("/items", "post"): {"201", "400", "401", "403", "409", "413", "415", "422", "500", "503"},
+        ("/items", "get"): {"200", "400", "401", "403", "500", "503"},
+        ("/items/{item_id}", "get"): {"200", "304", "401", "403", "404", "500", "503"},
+        ("/items/{item_id}", "put"): {"200", "400", "401", "403", "404", "409", "412", "413",
+                                      "415", "422", "500", "503"},
+        ("/items/{item_id}", "patch"): {"200", "400", "401", "403", "404", "409", "412", "413",
+                                        "415", "422", "500", "503"},
+        ("/items/{item_id}", "delete"): {"204", "401", "403", "404", "412", "500", "503"},
         ("/ready", "get"): {"200", "503"},
         ("/health", "get"): {"200", "503"},
     }  # fmt: skip
@@ -162,3 +162,20 @@ def test_a_problem_lists_errors_only_when_there_are_some(client):
     assert set(not_found) == {"type", "title", "status", "detail"}
     invalid = client.post("/items", json={"price": -1}).get_json()
     assert {e["field"] for e in invalid["errors"]} == {"name", "price"}
+
+
+def test_item_operations_declare_the_bearer_schemes_and_their_scope(client):
+    document = client.get("/openapi.json").get_json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {**schemes["apiKey"], "type": "http", "scheme": "bearer"}
+    assert schemes["openIdConnect"]["bearerFormat"] == "JWT"
+    for path, path_item in document["paths"].items():
+        for method, operation in path_item.items():
+            if method == "parameters":
+                continue
+            if "items" in path:
+                scope = "read" if method == "get" else "write"
+                assert operation["security"] == [{"apiKey": [scope]}, {"openIdConnect": [scope]}]
+            else:  # probes, index, metrics, this document: open (by default)
+                assert "security" not in operation, (path, method)
+    assert "WWW-Authenticate" in document["components"]["responses"]["Unauthorized"]["headers"]

@@ -31,7 +31,7 @@ def test_unready_while_a_needed_migration_is_pending_and_ready_once_applied(
 ):
     folder = tmp_path / "migrations"
     folder.mkdir()
-    (folder / "0001_add_note.sql").write_text("ALTER TABLE items ADD COLUMN note text;\n")
+    (folder / "9001_add_note.sql").write_text("ALTER TABLE items ADD COLUMN note text;\n")
     required = {m.version: m.path.name for m in migrations.discover(folder)}
     check = DatabaseCheck(ItemRepository(pool), timeout=2, required=required)
     try:
@@ -40,7 +40,7 @@ def test_unready_while_a_needed_migration_is_pending_and_ready_once_applied(
         assert not pending.ok
         assert pending.error == "MigrationsPending"
         (logged,) = [r for r in caplog.records if r.name == "itemsapi.health"]
-        assert logged.pending == ["0001_add_note.sql"]
+        assert logged.pending == ["9001_add_note.sql"]
         assert "itemsapi migrate" in logged.getMessage()
 
         migrations.migrate(empty_database, folder)

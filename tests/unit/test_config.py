@@ -170,3 +170,17 @@ def test_the_database_password_comes_from_a_file_into_the_url(tmp_path):
     assert settings.database_url == "postgresql://itemsapi:p%40ss%3Aw%2Frd@db:5432/itemsapi"
     with pytest.raises(ConfigError, match="ITEMSAPI_DATABASE_PASSWORD_FILE: cannot read"):
         Settings(database_url="postgresql://x@db/x", database_password_file=tmp_path / "nope")
+
+
+def test_jwt_mode_needs_its_issuer_audience_and_jwks_url():
+    with pytest.raises(ConfigError) as caught:
+        Settings(auth="jwt", jwt_issuer="https://issuer.test")
+    assert "ITEMSAPI_JWT_AUDIENCE" in str(caught.value)
+    assert "ITEMSAPI_JWT_JWKS_URL" in str(caught.value)
+    assert Settings(auth="KEYS").auth == "keys"
+
+
+@pytest.mark.parametrize("algorithms", ["HS256", "RS256,none", ""])
+def test_only_asymmetric_jwt_algorithms_are_accepted(algorithms):
+    with pytest.raises(ConfigError, match="ITEMSAPI_JWT_ALGORITHMS"):
+        Settings(jwt_algorithms=algorithms or " , ")

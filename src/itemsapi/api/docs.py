@@ -25,7 +25,8 @@ PAGE = """<!doctype html>
   <div id="swagger-ui"></div>
   <script src="/docs/static/swagger-ui-bundle.js"></script>
   <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+                                 persistAuthorization: true});
   </script>
 </body>
 </html>

@@ -1,0 +1,258 @@
+"""API keys beyond the matrix: revocation at the next request, the CLI, last_used_at, the
+settings that open parts of the API, metrics and the access line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import stat
+
+import psycopg
+import pytest
+from flask import Blueprint, Response
+from prometheus_client import REGISTRY
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from itemsapi.app import close_app, create_app
+from itemsapi.auth import KEY_STORE_KEY, KeyStore, admin_only, dev_key
+from itemsapi.auth.keys import create_key, digest, revoke_key
+from itemsapi.cli import main
+from itemsapi.config import Settings
+from itemsapi.db import REPOSITORY_KEY
+from itemsapi.errors import DatabaseUnavailable
+
+UNKNOWN = "itemsapi_0123456789ab_" + "A" * 43
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_revoked_key_is_refused_from_the_next_request(app, runner, clean_db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    created = runner.invoke(main, ["keys", "create", "--name", "ci", "--scopes", "read"])
+    assert created.exit_code == 0, created.output
+    token = created.output.splitlines()[-1]
+    key_id = token.split("_")[1]
+    client = app.test_client()
+    assert client.get("/v1/items", headers=bearer(token)).status_code == 200
+    revoked = runner.invoke(main, ["keys", "revoke", key_id])
+    assert revoked.exit_code == 0, revoked.output
+    assert client.get("/v1/items", headers=bearer(token)).status_code == 401
+
+
+def test_keys_cli_creates_lists_and_revokes_without_ever_showing_a_stored_token(
+    runner, clean_db, sql, monkeypatch
+):
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    created = runner.invoke(main, ["keys", "create", "--name", "me", "--scopes", "write,read"])
+    assert created.exit_code == 0, created.output
+    token = created.output.splitlines()[-1]
+    assert token.startswith("itemsapi_")
+    assert len(token) >= 60
+    (row,) = sql.execute("SELECT * FROM api_keys").fetchall()
+    assert row["scopes"] == ["read", "write"]
+    assert row["token_sha256"] == digest(token)  # the hash, and nothing else of the token
+    assert token.split("_", 2)[2] not in str(row)
+
+    listed = runner.invoke(main, ["keys", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert row["id"] in listed.output
+    assert "me" in listed.output
+    assert "read,write" in listed.output
+    assert token not in listed.output
+    assert token.split("_", 2)[2] not in listed.output
+
+    assert runner.invoke(main, ["keys", "revoke", row["id"]]).exit_code == 0
+    assert sql.execute("SELECT revoked_at FROM api_keys").fetchone()["revoked_at"] is not None
+    missing = runner.invoke(main, ["keys", "revoke", "0123456789ab"])
+    assert missing.exit_code == 1
+    assert "no key 0123456789ab" in missing.output
+
+
+@pytest.mark.parametrize("scopes", ["reed", "", "read,root"])
+def test_keys_cli_refuses_unknown_scopes(runner, clean_db, sql, monkeypatch, scopes):
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    result = runner.invoke(main, ["keys", "create", "--name", "x", "--scopes", scopes])
+    assert result.exit_code == 2
+    assert "choose from read,write,admin" in result.output
+    assert sql.execute("SELECT count(*) AS n FROM api_keys").fetchone()["n"] == 0
+
+
+def test_the_table_refuses_unknown_scopes_whatever_the_client(sql):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        sql.execute(
+            "INSERT INTO api_keys (id, name, scopes, token_sha256)"
+            " VALUES ('0123456789ab', 'x', ARRAY['root'], %s)",
+            (digest("x"),),
+        )
+
+
+def test_last_used_at_is_written_at_most_once_per_interval(app, sql, api_token):
+    store = KeyStore(app.extensions[REPOSITORY_KEY], touch_interval=3600)
+    store.verify(api_token)
+    first = sql.execute("SELECT last_used_at FROM api_keys").fetchone()["last_used_at"]
+    assert first is not None
+    sql.execute("UPDATE api_keys SET last_used_at = '2000-01-01'")
+    store.verify(api_token)  # within the interval: no write
+    assert sql.execute("SELECT last_used_at FROM api_keys").fetchone()["last_used_at"].year == 2000
+    KeyStore(app.extensions[REPOSITORY_KEY], touch_interval=0).verify(api_token)
+    assert sql.execute("SELECT last_used_at FROM api_keys").fetchone()["last_used_at"].year > 2000
+
+
+def test_a_failed_last_used_write_never_fails_the_request(app, api_token, caplog):
+    repository = app.extensions[REPOSITORY_KEY]
+
+    class WritesFail(type(repository)):
+        def write(self, work):
+            raise DatabaseUnavailable("down for writes")
+
+    store = KeyStore(WritesFail(app.extensions["itemsapi.pool"]))
+    principal = store.verify(api_token)
+    assert principal.scopes == {"read", "write", "admin"}
+    assert "could not record a key's last use" in caplog.text
+
+
+def test_probes_index_docs_and_metrics_are_open_by_default(app):
+    client = app.test_client()
+    for path in ("/live", "/ready", "/health", "/", "/docs", "/openapi.json", "/metrics"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_settings_close_docs_and_metrics_and_open_reads(clean_db, api_token, sql):
+    closed = create_app({"database_url": clean_db, "public_docs": False,
+                         "public_metrics": False, "public_reads": True})  # fmt: skip
+    try:
+        client = closed.test_client()
+        for path in ("/docs", "/openapi.json", "/metrics"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers=bearer(api_token)).status_code == 200, path
+        with psycopg.connect(clean_db, autocommit=True) as conn:
+            read_only = create_key(conn, "reader", ["read"])[1]
+        assert client.get("/metrics", headers=bearer(read_only)).status_code == 403
+        assert client.get("/openapi.json", headers=bearer(read_only)).status_code == 200
+        assert client.get("/v1/items").status_code == 200  # anonymous reads
+        assert client.get("/live").status_code == 200
+        assert client.post("/v1/items", json={"name": "x"}).status_code == 401
+    finally:
+        close_app(closed)
+
+
+def test_admin_only_views_and_unclassified_endpoints_need_admin(app, clean_db):
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        writer = create_key(conn, "writer", ["read", "write"])[1]
+        admin = create_key(conn, "admin", ["admin"])[1]
+    tools = Blueprint("tools", __name__)
+    tools.add_url_rule("/tools/reindex", "reindex", admin_only(lambda: Response(status=204)),
+                       methods=["POST"])  # fmt: skip
+    tools.add_url_rule("/tools/other", "other", lambda: Response(status=204))
+    app.register_blueprint(tools)
+    client = app.test_client()
+    for path, method in (("/tools/reindex", "POST"), ("/tools/other", "GET")):
+        assert client.open(path, method=method, headers=bearer(writer)).status_code == 403
+        assert client.open(path, method=method, headers=bearer(admin)).status_code == 204
+
+
+def test_a_known_key_id_with_a_wrong_secret_is_refused_like_an_unknown_key(app, api_token):
+    key_id = api_token.split("_")[1]
+    forged = f"itemsapi_{key_id}_" + "B" * 43
+    client = app.test_client()
+    wrong = client.get("/v1/items", headers=bearer(forged))
+    unknown = client.get("/v1/items", headers=bearer(UNKNOWN))
+    assert wrong.status_code == 401
+    assert wrong.get_json() == unknown.get_json()
+    assert wrong.headers["WWW-Authenticate"] == unknown.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "bearer " + UNKNOWN[:-1] + "!"]
+)
+def test_malformed_authorization_is_401_invalid_token(app, header):
+    response = app.test_client().get("/v1/items", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_failed_authentications_are_counted_by_reason(app):
+    def counted(reason: str) -> float:
+        value = REGISTRY.get_sample_value("itemsapi_auth_failures_total", {"reason": reason})
+        return value or 0.0
+
+    before = {reason: counted(reason) for reason in ("missing", "unknown")}
+    client = app.test_client()
+    client.get("/v1/items")
+    client.get("/v1/items", headers=bearer(UNKNOWN))
+    client.get("/v1/items", headers=bearer(UNKNOWN))
+    assert counted("missing") == before["missing"] + 1
+    assert counted("unknown") == before["unknown"] + 2
+    assert 'itemsapi_auth_failures_total{reason="unknown"}' in client.get("/metrics").text
+
+
+def test_the_access_line_names_the_key_never_the_token(app, api_token, clean_db):
+    (handler,) = [
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, OrjsonFormatter)
+    ]
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        client = app.test_client()
+        client.get("/v1/items", headers=bearer(api_token))
+        client.get("/v1/items", headers=bearer(api_token[:-2] + "xx"))
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["logger"] == "itemsapi.access"]
+    assert [line["principal"] for line in access] == [api_token.split("_")[1], None]
+    secret = api_token.split("_", 2)[2]
+    assert all(secret[:20] not in line for line in stream.getvalue().splitlines())
+
+
+def test_without_the_keys_table_a_token_gets_503_not_500(empty_database):
+    from itemsapi.db import apply_schema
+
+    apply_schema(empty_database)  # the baseline only: no api_keys yet
+    app = create_app({"database_url": empty_database})
+    try:
+        response = app.test_client().get("/v1/items", headers=bearer(UNKNOWN))
+        assert response.status_code == 503
+        assert response.get_json()["type"] == "urn:itemsapi:problem:database-unavailable"
+    finally:
+        close_app(app)
+
+
+def test_auth_off_opens_everything_and_warns_at_every_start(clean_db, capsys):
+    for _ in range(2):
+        app = create_app({"database_url": clean_db, "auth": "off"})
+        try:
+            assert app.test_client().post("/v1/items", json={"name": "x"}).status_code == 201
+        finally:
+            close_app(app)
+    # create_app logs through its JSON handler, on the stdout it found.
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    warnings = [line for line in lines if "ITEMSAPI_AUTH=off" in line["message"]]
+    assert len(warnings) == 2
+    assert all(line["level"] == "WARNING" for line in warnings)
+
+
+def test_the_store_is_what_the_app_verifies_with(app):
+    assert isinstance(app.extensions[KEY_STORE_KEY], KeyStore)
+
+
+def test_the_development_key_is_created_once_private_and_replaced_if_revoked(
+    clean_db, tmp_path, capsys
+):
+    settings = Settings(database_url=clean_db, data_dir=tmp_path / "data")
+    path = dev_key.ensure(settings, clean_db)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    token = path.read_text().strip()
+    printed = capsys.readouterr()
+    assert "Authorization: Bearer $(cat " in printed.err
+    assert token not in printed.err + printed.out
+    assert dev_key.ensure(settings, clean_db).read_text().strip() == token  # reused
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        revoke_key(conn, token.split("_")[1])
+    replaced = dev_key.ensure(settings, clean_db).read_text().strip()
+    assert replaced != token
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
