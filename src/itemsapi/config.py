@@ -80,6 +80,14 @@ class Settings(BaseSettings):
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
+    # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
+    cache: bool = True
+    cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    cache_ttl: Positive = 300.0
+    # Where each worker LISTENs for changes: a direct connection (LISTEN does not work through a
+    # pooler in transaction mode). None: DATABASE_URL.
+    listen_database_url: str | None = None
+
     # How `itemsapi serve` runs Granian.
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -119,7 +127,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be >= 1 and >= {env_name('pool_min_size')}")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgresql_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):

@@ -41,6 +41,7 @@ _INSERT = text(statements.insert_statement)
 _VERSION = text(statements.version_statement)
 _PING = text(statements.ping_statement)
 _APPLIED = text(statements.applied_versions_statement)
+_NOTIFY = text(statements.notify_statement)
 
 
 class StatementConnection(psycopg.Connection[Row]):
@@ -109,6 +110,10 @@ class ItemRepository:
     def delete(self, item_id: int, versions: list[int] | None) -> None:
         statement = text(statements.delete_statement, check_version=versions is not None)
         self._change(item_id, statement, {}, versions)
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell every worker of every replica listening on `channel` (listener.py)."""
+        self._write(lambda conn: conn.run(_NOTIFY, {"channel": channel, "payload": payload}))
 
     def ping(self, timeout: float) -> frozenset[int]:
         """The schema versions applied, read on a pooled connection (waiting at most `timeout`

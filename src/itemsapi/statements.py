@@ -196,6 +196,11 @@ def ping_statement() -> sql.Composed:
     return sql.SQL("SELECT {} AS in_place").format(_SCHEMA_IN_PLACE)
 
 
+def notify_statement() -> sql.SQL:
+    """Send a notification (delivered to listeners when it commits: at once, in autocommit)."""
+    return sql.SQL("SELECT pg_notify(%(channel)s, %(payload)s)")
+
+
 def applied_versions_statement() -> sql.SQL:
     return sql.SQL("SELECT array_agg(version) AS versions FROM schema_migrations")
 

@@ -7,7 +7,7 @@ import pytest
 from flask import Flask
 
 from itemsapi.app import close_app, create_app
-from itemsapi.db import apply_schema
+from itemsapi.migrations import migrate
 
 
 def test_live_is_ok(client):
@@ -98,7 +98,7 @@ def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
     assert 'relation "items" does not exist' in logged[0]
     assert "itemsapi migrate" in logged[0]
 
-    apply_schema(empty_database)  # as `itemsapi init-db` would, while the app runs
+    migrate(empty_database)  # as `itemsapi migrate` would, while the app runs
     assert client.get("/ready").status_code == 200
     created = client.post("/v1/items", json={"name": "x"})
     assert created.status_code == 201
