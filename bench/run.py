@@ -31,7 +31,7 @@ import psycopg
 from psycopg import ClientCursor, sql
 from psycopg.types.json import Jsonb
 
-from itemsapi import db, embedded, pagination, statements
+from itemsapi import embedded, migrations, pagination, statements
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -97,8 +97,9 @@ def database_url() -> str:
 
 
 def load(url: str, rows: int) -> None:
-    """The schema, then `rows` items of realistic sizes through COPY, with a progress bar."""
-    db.apply_schema(url)
+    """The schema and its migrations (triggers included: writes cost what they cost in
+    production), then `rows` items of realistic sizes through COPY, with a progress bar."""
+    migrations.migrate(url)
     rng = random.Random(42)
     started = time.perf_counter()
     with psycopg.connect(url) as conn, conn.cursor() as cur:

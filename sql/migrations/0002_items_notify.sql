@@ -7,6 +7,13 @@
 -- The timestamp lets listeners measure how late they hear of a change (metric
 -- itemsapi_cache_notification_lag_seconds).
 --
+-- The API's own writes are announced by the API instead (itemsapi_announce_items, below): its
+-- sessions say so with the setting itemsapi.announce = after_commit (db.py), and the triggers
+-- leave their writes alone. PostgreSQL serializes the commits of transactions that NOTIFY, holding
+-- a lock across the commit's WAL flush, so a NOTIFY inside each write transaction caps the
+-- database's write rate at one commit per flush; announced in a transaction of its own that does
+-- not wait for the flush, the lock is held for microseconds (docs/operations.md, "Read cache").
+--
 -- Statement-level triggers reading the statement's transition table, not row-level ones: one
 -- notification per statement whatever it touches (an UPDATE of 10,000 rows sends one flush, not
 -- 10,000 notifications for every listener to read), and a one-row write pays for one trigger call.
@@ -20,6 +27,9 @@ DECLARE
     changed bigint[];
     listed text;
 BEGIN
+    IF current_setting('itemsapi.announce', true) = 'after_commit' THEN
+        RETURN NULL;  -- an API session: it announces its write itself once committed
+    END IF;
     IF TG_OP = 'TRUNCATE' THEN
         listed := '*';
     ELSE
@@ -55,3 +65,15 @@ CREATE TRIGGER items_notify_delete AFTER DELETE ON items
     FOR EACH STATEMENT EXECUTE FUNCTION itemsapi_notify_items();
 CREATE TRIGGER items_notify_truncate AFTER TRUNCATE ON items
     FOR EACH STATEMENT EXECUTE FUNCTION itemsapi_notify_items();
+
+-- What the API runs, on its own connection in autocommit, right after a write has committed:
+-- the same payload as the triggers', in a transaction that commits without waiting for its WAL
+-- to reach disk. Nothing durable depends on it: a notification lost to a crash of PostgreSQL
+-- is never needed, as every listener's connection breaks too and its cache is emptied.
+CREATE OR REPLACE FUNCTION itemsapi_announce_items(ids bigint[]) RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT set_config('synchronous_commit', 'off', true);
+    SELECT pg_notify('itemsapi_items',
+                     extract(epoch FROM clock_timestamp())::text || ':' || array_to_string(ids, ','));
+$$;

@@ -49,7 +49,10 @@ def connection_options(settings: Settings) -> dict[str, object]:
         "row_factory": dict_row,
         "prepare_threshold": settings.prepare_threshold,
         "application_name": "itemsapi",
-        "options": f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC",
+        # itemsapi.announce: this session announces its writes to the read caches itself, after
+        # commit (ItemRepository), so the items triggers do not (sql/migrations/0002).
+        "options": f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
+        " -c itemsapi.announce=after_commit",
     }
 
 

@@ -201,6 +201,11 @@ def notify_statement() -> sql.SQL:
     return sql.SQL("SELECT pg_notify(%(channel)s, %(payload)s)")
 
 
+def announce_statement() -> sql.SQL:
+    """Tell the read caches which items a committed write changed (sql/migrations/0002)."""
+    return sql.SQL("SELECT itemsapi_announce_items(%(ids)s)")
+
+
 def applied_versions_statement() -> sql.SQL:
     return sql.SQL("SELECT array_agg(version) AS versions FROM schema_migrations")
 
