@@ -48,7 +48,9 @@ class _Flight:
     """One database load in progress; misses of the same key with the same token wait for it."""
 
     token: tuple[int, int]
-    done: threading.Event = field(default_factory=threading.Event)
+    # Held by the leader until its load ends; waiters acquire it to wait. A lock, not an Event:
+    # one is made per miss, and a lock costs a fraction of an Event (a Condition and a lock).
+    done: threading.Lock = field(default_factory=threading.Lock)
     value: Any = None
     error: BaseException | None = None
 
@@ -98,10 +100,12 @@ class ReadCache:
                 if leader:
                     # A flight with an older token may have read a row since changed: not joined.
                     flight = self._flights[flight_key] = _Flight(token)
+                    flight.done.acquire()
         if flight is None:
             return load(), BYPASS
         if not leader:
-            flight.done.wait()
+            with flight.done:
+                pass
             if flight.error is not None:
                 raise flight.error
             return flight.value, MISS
@@ -119,7 +123,7 @@ class ReadCache:
             with self._lock:
                 if self._flights.get(flight_key) is flight:
                     del self._flights[flight_key]
-            flight.done.set()
+            flight.done.release()
 
     def _token(self, is_list: bool, key: Hashable) -> tuple[int, int]:
         if is_list:
@@ -131,14 +135,15 @@ class ReadCache:
     def invalidate(self, keys: Iterable[Hashable]) -> int:
         """Drop these items and every list page; returns how many entries went."""
         with self._lock:
-            dropped = len(self._lists)
+            dropped = 0
             for key in keys:
                 self._stripes[hash(key) % STRIPES] += 1
                 if self._items.pop(key, None) is not None:
                     dropped += 1
             self._list_generation += 1
-            self._lists = _Entries(self._list_max, self._ttl, self._on_evict)
-            return dropped
+            if dropped_pages := len(self._lists):
+                self._lists = _Entries(self._list_max, self._ttl, self._on_evict)
+            return dropped + dropped_pages
 
     def flush(self) -> int:
         """Drop everything, and let no load in flight store; returns how many entries went."""
