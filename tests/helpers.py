@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import psycopg
 from flask.testing import FlaskClient
 
-from itemsapi import db, embedded
+from itemsapi import embedded, migrations
 
 
 def item_payload(**overrides: Any) -> dict[str, Any]:
@@ -228,7 +228,7 @@ class Cluster:
             os.kill(pid, signal.SIGCONT)
 
     def prepare_items(self) -> None:
-        db.apply_schema(self.url)
+        migrations.migrate(self.url)  # the server is ready only once every migration is applied
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("TRUNCATE items RESTART IDENTITY")
 

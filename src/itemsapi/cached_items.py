@@ -5,9 +5,10 @@ served (hit, miss, bypass). Writes go to the repository and then invalidate:
 - in this worker, before the response is sent;
 - in the other workers of this server, through the WriteRing, also before the response is sent:
   a client that reads after its write's 2xx, from whichever worker, gets the new version;
-- everywhere else (other replicas) through PostgreSQL: the items triggers NOTIFY on commit
-  (sql/migrations/0002_items_notify.sql) and every worker's Listener applies it. Writes from
-  psql or pgAdmin reach every worker only this way.
+- everywhere else (other replicas) through PostgreSQL: ItemRepository announces each write on
+  channel itemsapi_items once it has committed, and every worker's Listener applies it. Writes
+  from psql or pgAdmin reach every worker only this way, announced by the items triggers
+  (sql/migrations/0002_items_notify.sql).
 """
 
 from __future__ import annotations
