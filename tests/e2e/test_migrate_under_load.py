@@ -20,14 +20,15 @@ WRITERS = 4
 ITEMS_PER_WRITER = 20
 PATCHES_PER_ITEM = 5
 
+# Numbered far above the shipped migrations, which the database already has.
 EXPAND = {
-    "0001_add_note.sql": (
+    "9001_add_note.sql": (
         "SET LOCAL lock_timeout = '5s';\nALTER TABLE items ADD COLUMN note text;\n"
     ),
-    "0002_note_index.sql": (
+    "9002_note_index.sql": (
         "-- itemsapi: no-transaction\nCREATE INDEX CONCURRENTLY items_note_idx ON items (note);\n"
     ),
-    "0003_backfill_note.sql": (
+    "9003_backfill_note.sql": (
         "UPDATE items SET note = 'backfilled' WHERE id IN"
         " (SELECT id FROM items WHERE note IS NULL ORDER BY id LIMIT 1000);\n"
     ),
