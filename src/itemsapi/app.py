@@ -7,7 +7,18 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import admission, auth, db, http_errors, jsonlog, metrics, middleware, migrations
+from itemsapi import (
+    admission,
+    auth,
+    cached_items,
+    db,
+    http_errors,
+    jsonlog,
+    metrics,
+    middleware,
+    migrations,
+)
+from itemsapi.api import cache as cache_api
 from itemsapi.api import docs, index, items, probes
 from itemsapi.api import metrics as metrics_api
 from itemsapi.config import ConfigError, Settings
@@ -39,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.extensions[db.REPOSITORY_KEY], settings.ready_timeout, required
     )
     metrics.init_app(app, app.extensions[db.POOL_KEY])
+    cached_items.init_app(app, app.extensions[db.REPOSITORY_KEY])
     http_errors.init_app(app)
     admission.init_app(app)  # inside the telemetry wrapper: refusals are logged and counted
     middleware.init_app(app)
@@ -50,12 +62,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(probes.bp)
     app.register_blueprint(metrics_api.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(cache_api.bp)
     return app
 
 
 def close_app(app: Flask) -> None:
-    """Stop what create_app started: the pool-metrics sampler, the database check, the pool."""
+    """Stop what create_app started: the pool-metrics sampler, the change listener, the
+    database check, the pool."""
     metrics.close_app(app)
+    cached_items.close_app(app)
     check = app.extensions.pop(probes.CHECK_KEY, None)
     if check is not None:
         check.close()

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     # Request bodies a worker reads at once; a body beyond them gets 503 (bodies.py).
     max_body_reads: Annotated[int, Field(ge=1)] = 32
 
+    # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
+    cache: bool = True
+    cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    cache_ttl: Positive = 300.0
+    # Where each worker LISTENs for changes: a direct connection (LISTEN does not work through a
+    # pooler in transaction mode). None: DATABASE_URL.
+    listen_database_url: str | None = None
+
     # How `itemsapi serve` runs Granian.
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -195,7 +203,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"ITEMSAPI_AUTH=jwt needs {', '.join(missing)}")
         return self
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgresql_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):

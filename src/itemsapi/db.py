@@ -58,7 +58,13 @@ def connection_options(settings: Settings) -> dict[str, object]:
         "application_name": "itemsapi",  # a startup parameter PgBouncer passes on
     }
     if settings.session_settings == "startup":
-        options["options"] = f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
+        # itemsapi.announce: this session announces its writes to the read caches itself, after
+        # commit (ItemRepository), so the items triggers do not (sql/migrations/0002). Behind
+        # a pooler the role carries it, with the other two (docs/operations.md).
+        options["options"] = (
+            f"-c statement_timeout={settings.statement_timeout_ms} -c TimeZone=UTC"
+            " -c itemsapi.announce=after_commit"
+        )
     return options
 
 

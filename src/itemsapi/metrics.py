@@ -71,6 +71,38 @@ AUTH_FAILURES = Counter(
     "Requests refused for their credentials (401) or scopes (403), by reason.",
     ["reason"],
 )
+CACHE_LOOKUPS = Counter(
+    "itemsapi_cache_lookups_total",
+    "Read-cache lookups by region (item, list) and outcome: hit, miss (read from the database), "
+    "bypass (cache off, or its listener not listening).",
+    ["region", "outcome"],
+)
+CACHE_INVALIDATIONS = Counter(
+    "itemsapi_cache_invalidations_total",
+    "Invalidations applied, by source: write (this worker's), server (another worker of this "
+    "server), notification (any writer, from PostgreSQL), flush (a statement of many rows, "
+    "TRUNCATE, POST /cache/clear).",
+    ["source"],
+)
+CACHE_EVICTIONS = Counter(
+    "itemsapi_cache_evictions_total",
+    "Entries evicted to keep the cache within ITEMSAPI_CACHE_MAX_ENTRIES.",
+)
+CACHE_ENTRIES = Gauge(
+    "itemsapi_cache_entries",
+    "Entries held by the read caches of all workers.",
+    multiprocess_mode="livesum",
+)
+CACHE_LISTENER_CONNECTED = Gauge(
+    "itemsapi_cache_listener_connected",
+    "Workers whose change listener is connected and listening (the others bypass their cache).",
+    multiprocess_mode="livesum",
+)
+CACHE_NOTIFICATION_LAG = Histogram(
+    "itemsapi_cache_notification_lag_seconds",
+    "From the statement that changed items (database clock) to its notification being applied.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 # Any other method a client makes up is counted as "other", so that it cannot mint series.

@@ -47,6 +47,8 @@ _INSERT = text(statements.insert_statement)
 _VERSION = text(statements.version_statement)
 _PING = text(statements.ping_statement)
 _APPLIED = text(statements.applied_versions_statement)
+_NOTIFY = text(statements.notify_statement)
+_ANNOUNCE = text(statements.announce_statement)
 
 
 class StatementConnection(psycopg.Connection[Row]):
@@ -81,7 +83,13 @@ class ItemRepository:
 
     def create(self, values: Mapping[str, Any]) -> Row:
         params = _with_jsonb(values)
-        return self._write(lambda conn: conn.run(_INSERT, params).fetchone())
+
+        def run(conn: StatementConnection) -> Row:
+            row = conn.run(_INSERT, params).fetchone()
+            _announce(conn, row["id"])
+            return row
+
+        return self._write(run)
 
     def get(self, item_id: int) -> Row:
         row = self._read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone())
@@ -116,6 +124,10 @@ class ItemRepository:
         statement = text(statements.delete_statement, check_version=versions is not None)
         self._change(item_id, statement, {}, versions)
 
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell every worker of every replica listening on `channel` (listener.py)."""
+        self._write(lambda conn: conn.run(_NOTIFY, {"channel": channel, "payload": payload}))
+
     def ping(self, timeout: float) -> frozenset[int]:
         """The schema versions applied, read on a pooled connection (waiting at most `timeout`
         for the pool) after checking the schema is in place: without it every item request
@@ -145,6 +157,7 @@ class ItemRepository:
         def run(conn: StatementConnection) -> Row:
             row = conn.run(statement, params).fetchone()
             if row is not None:
+                _announce(conn, item_id)
                 return row
             # Nothing matched: tell a missing item from a stale If-Match.
             current = conn.run(_VERSION, {"id": item_id}).fetchone()
@@ -197,6 +210,20 @@ class ItemRepository:
             if conn is not None and conn.closed:
                 raise _ConnectionLost(str(exc)) from exc
             raise DatabaseUnavailable(str(exc)) from exc
+
+
+def _announce(conn: StatementConnection, item_id: int) -> None:
+    """Tell every worker's read cache, through PostgreSQL, that a committed write changed this
+    item (the triggers leave this API's writes to it: see sql/migrations/0002). The write has
+    committed: a failure here must not turn its answer into an error."""
+    try:
+        conn.run(_ANNOUNCE, {"ids": [item_id]})
+    except psycopg.Error as exc:
+        log.warning(
+            "could not announce a write to the read caches: other replicas may serve the old"
+            " version for up to ITEMSAPI_CACHE_TTL",
+            extra={"item_id": item_id, "error": type(exc).__name__},
+        )
 
 
 def _with_jsonb(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,8 +66,20 @@ class DatabaseHealth(Body):
     pool: PoolFigures
 
 
+class CacheHealth(Body):
+    status: Annotated[
+        Literal["listening", "not listening", "off"],
+        Field(
+            description="The read cache's change listener. Not listening: the cache is bypassed "
+            "(every read goes to the database) until it listens again; off: ITEMSAPI_CACHE=false."
+        ),
+    ]
+    entries: Count
+
+
 class HealthChecks(Body):
     database: DatabaseHealth
+    cache: CacheHealth
 
 
 class Health(Body):

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from flask import Flask
 
-from itemsapi import db, jsonlog, migrations, start_line
+from itemsapi import cache_sync, db, jsonlog, migrations, start_line
 from itemsapi.config import Settings
 from itemsapi.db import inspect_server
 from itemsapi.errors import DatabaseUnavailable
@@ -35,7 +35,7 @@ def serve(settings: Settings, database_url: str) -> None:
     # Workers are forked from this process and read DATABASE_URL in the app factory.
     os.environ["DATABASE_URL"] = database_url
     check_database(settings, database_url)
-    with _metrics_folder(), start_line.drawn(settings.workers):
+    with _metrics_folder(), start_line.drawn(settings.workers), _write_ring():
         _granian(settings)
 
 
@@ -118,6 +118,25 @@ def _granian(settings: Settings) -> None:
 
 def _not_the_thread_count_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Configuration allows spawning up to")
+
+
+@contextmanager
+def _write_ring() -> Iterator[None]:
+    """One file for the workers' WriteRing (cache_sync): how each tells the others of its writes
+    before answering. Without one (no temporary folder) each worker keeps its own, and a read
+    on another worker may be stale until the NOTIFY arrives."""
+    try:
+        made = tempfile.TemporaryDirectory(prefix="itemsapi-ring-", ignore_cleanup_errors=True)
+    except OSError as exc:
+        log.warning("workers share no write ring", extra={"error": str(exc)})
+        yield
+        return
+    with made as folder:
+        os.environ[cache_sync.ENV] = str(Path(folder) / "writes")
+        try:
+            yield
+        finally:
+            del os.environ[cache_sync.ENV]
 
 
 @contextmanager

@@ -196,6 +196,16 @@ def ping_statement() -> sql.Composed:
     return sql.SQL("SELECT {} AS in_place").format(_SCHEMA_IN_PLACE)
 
 
+def notify_statement() -> sql.SQL:
+    """Send a notification (delivered to listeners when it commits: at once, in autocommit)."""
+    return sql.SQL("SELECT pg_notify(%(channel)s, %(payload)s)")
+
+
+def announce_statement() -> sql.SQL:
+    """Tell the read caches which items a committed write changed (sql/migrations/0002)."""
+    return sql.SQL("SELECT itemsapi_announce_items(%(ids)s)")
+
+
 def applied_versions_statement() -> sql.SQL:
     return sql.SQL("SELECT array_agg(version) AS versions FROM schema_migrations")
 

@@ -20,6 +20,7 @@ WRITERS = 4
 ITEMS_PER_WRITER = 20
 PATCHES_PER_ITEM = 5
 
+# Numbered far above the shipped migrations, which the database already has.
 EXPAND = {
     "9001_add_note.sql": (
         "SET LOCAL lock_timeout = '5s';\nALTER TABLE items ADD COLUMN note text;\n"

@@ -11,9 +11,9 @@ from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 from werkzeug.routing import BaseConverter
 
 from itemsapi import pagination
-from itemsapi.db import REPOSITORY_KEY
+from itemsapi.cached_items import CACHED_KEY, CachedItemRepository
 from itemsapi.listing import parse_list_query
-from itemsapi.repository import ItemRepository, Row
+from itemsapi.repository import Row
 from itemsapi.responses import json_response
 from itemsapi.schemas import ITEM_ID_MAX, parse_json, validate_patch, validate_write
 
@@ -46,8 +46,11 @@ class ItemIdConverter(BaseConverter):
         return str(int(value))
 
 
-def _repository() -> ItemRepository:
-    return current_app.extensions[REPOSITORY_KEY]
+CACHE_HEADER = "X-Cache"  # hit | miss | bypass: how a cached route's read was served
+
+
+def _repository() -> CachedItemRepository:
+    return current_app.extensions[CACHED_KEY]
 
 
 @bp.post("/items")
@@ -58,11 +61,11 @@ def create_item() -> Response:
 
 @bp.get("/items/<item_id:item_id>")
 def get_item(item_id: int) -> Response:
-    item = _repository().get(item_id)
+    item, served = _repository().get(item_id)
     tag = etag(item)
     if request.if_none_match.contains_weak(tag):
-        return Response(status=304, headers={"ETag": f'"{tag}"'})
-    return _item_response(item)
+        return Response(status=304, headers={"ETag": f'"{tag}"', CACHE_HEADER: served})
+    return _item_response(item, **{CACHE_HEADER: served})
 
 
 @bp.put("/items/<item_id:item_id>")
@@ -86,10 +89,10 @@ def delete_item(item_id: int) -> Response:
 @bp.get("/items")
 def list_items() -> Response:
     query = parse_list_query(request.args)
-    page = _repository().list(query)
+    page, served = _repository().list(query)
     sort = ("-" if query.descending else "") + query.sort
     next_cursor = pagination.encode(sort, page.next_key) if page.next_key else None
-    headers = {}
+    headers = {CACHE_HEADER: served}
     if next_cursor:
         args = {k: v for k, v in request.args.items() if k != "cursor"}
         next_url = url_for(".list_items", **args, cursor=next_cursor)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from itemsapi import __version__
+from itemsapi.cached_items import CACHED_KEY, LISTENER_KEY
 from itemsapi.db import POOL_KEY
 from itemsapi.health import DatabaseCheck
 from itemsapi.http_errors import RETRY_AFTER_SECONDS
 from itemsapi.response_models import (
+    CacheHealth,
     DatabaseHealth,
     Health,
     HealthChecks,
@@ -57,10 +59,21 @@ def health() -> Response:
         status=status,
         version=__version__,
         environment=current_app.config["SETTINGS"].environment,
-        checks=HealthChecks(database=database),
+        checks=HealthChecks(database=database, cache=_cache_health()),
     )
     headers = {} if result.ok else {"Retry-After": RETRY_AFTER_SECONDS}
     return model_response(body, 200 if result.ok else 503, headers=headers)
+
+
+def _cache_health() -> CacheHealth:
+    # Reported, not judged: a cache that is not listening is bypassed, and the API stays correct.
+    cache = current_app.extensions[CACHED_KEY].cache
+    listener = current_app.extensions.get(LISTENER_KEY)
+    if cache is None or listener is None:
+        return CacheHealth(status="off", entries=0)
+    return CacheHealth(
+        status="listening" if listener.listening else "not listening", entries=len(cache)
+    )
 
 
 def _check() -> DatabaseCheck:

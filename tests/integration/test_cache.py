@@ -1,0 +1,169 @@
+"""The read cache in one process against real PostgreSQL: X-Cache, invalidation by this API's
+writes and by anyone else's (the triggers' NOTIFY), the listener's outages, /cache/clear,
+/health and /metrics."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from flask import Flask
+
+from itemsapi.app import close_app, create_app
+from itemsapi.cached_items import CHANNEL, LISTENER_KEY
+from tests.helpers import create_item, etag_of, wait_until
+
+
+def listening(app: Flask) -> bool:
+    return app.extensions[LISTENER_KEY].listening
+
+
+@pytest.fixture
+def cached_client(app):
+    wait_until(lambda: listening(app), 10, "the listener")
+    return app.test_client()
+
+
+def read(client, item_id: int) -> tuple[dict, str]:
+    response = client.get(f"/v1/items/{item_id}")
+    assert response.status_code == 200
+    return response.get_json(), response.headers["X-Cache"]
+
+
+def cached(client, item_id: int) -> None:
+    """Read until a hit: a write's own announcement, arriving after it, invalidates once more."""
+    wait_until(lambda: read(client, item_id)[1] == "hit", 2, f"item {item_id} cached")
+
+
+def test_a_read_is_a_miss_then_a_hit_and_a_write_here_invalidates(cached_client):
+    item = create_item(cached_client)
+    assert read(cached_client, item["id"])[1] == "miss"
+    cached(cached_client, item["id"])
+    cached_client.patch(f"/v1/items/{item['id']}", json={"name": "Renamed"})
+    body, served = read(cached_client, item["id"])
+    assert (body["name"], served) == ("Renamed", "miss")
+
+
+def test_etags_and_304_are_unchanged_and_marked(cached_client):
+    item = create_item(cached_client)
+    cached(cached_client, item["id"])
+    response = cached_client.get(
+        f"/v1/items/{item['id']}", headers={"If-None-Match": etag_of(item)}
+    )
+    assert response.status_code == 304
+    assert response.headers["ETag"] == etag_of(item)
+    assert response.headers["X-Cache"] == "hit"
+
+
+def test_list_pages_are_cached_and_dropped_by_any_write(cached_client):
+    create_item(cached_client, name="a")
+    first = cached_client.get("/v1/items?limit=5")
+    assert first.headers["X-Cache"] == "miss"
+    # Until the write's own announcement has come back, which drops the page once more.
+    wait_until(
+        lambda: cached_client.get("/v1/items?limit=5").headers["X-Cache"] == "hit", 2, "a hit"
+    )
+    assert cached_client.get("/items?limit=5").headers["X-Cache"] == "hit"  # one cache, both paths
+    create_item(cached_client, name="b")
+    again = cached_client.get("/v1/items?limit=5")
+    assert again.headers["X-Cache"] == "miss"
+    assert [i["name"] for i in again.get_json()["items"]] == ["a", "b"]
+
+
+def test_a_change_made_outside_the_api_is_seen(cached_client, sql):
+    item = create_item(cached_client)
+    read(cached_client, item["id"])
+    sql.execute("UPDATE items SET name = 'from psql' WHERE id = %s", (item["id"],))
+    wait_until(lambda: read(cached_client, item["id"])[0]["name"] == "from psql", 2, "the change")
+
+
+def test_one_statement_changing_many_rows_leaves_nothing_stale(cached_client, sql):
+    sql.execute("INSERT INTO items (name) SELECT 'n' || i FROM generate_series(1, 10000) AS i")
+    ids = [1, 2, 5000, 9999, 10000]
+    for item_id in ids:
+        cached(cached_client, item_id)
+    sql.execute("UPDATE items SET quantity = quantity + 1")  # one notification: a flush
+    wait_until(lambda: read(cached_client, 1)[0]["quantity"] == 1, 2, "the flush")
+    assert all(read(cached_client, item_id)[0]["quantity"] == 1 for item_id in ids)
+
+
+def test_a_killed_listener_means_bypass_then_recovery_with_correct_answers(app, sql):
+    client = app.test_client()
+    wait_until(lambda: listening(app), 10, "the listener")
+    item = create_item(client)
+    read(client, item["id"])
+    sql.execute("SELECT pg_terminate_backend(%s)", (app.extensions[LISTENER_KEY].backend_pid,))
+    wait_until(lambda: not listening(app), 2, "the listener to notice")
+    assert read(client, item["id"])[1] == "bypass"
+    # A change made while nobody listens is not heard of: the cache must not serve from before.
+    sql.execute("UPDATE items SET name = 'during the gap' WHERE id = %s", (item["id"],))
+    wait_until(lambda: listening(app), 5, "the listener to come back")
+    body, served = read(client, item["id"])
+    assert (body["name"], served) == ("during the gap", "miss")
+    cached(client, item["id"])
+
+
+def test_an_unreachable_listen_url_means_bypass_and_a_health_report(clean_db):
+    broken = "postgresql://nobody@127.0.0.1:9/nothing"
+    app = create_app({"database_url": clean_db, "listen_database_url": broken})
+    try:
+        client = app.test_client()
+        item = create_item(client)
+        assert read(client, item["id"])[1] == "bypass"
+        assert read(client, item["id"])[1] == "bypass"
+        cache = client.get("/health").get_json()["checks"]["cache"]
+        assert cache == {"status": "not listening", "entries": 0}
+    finally:
+        close_app(app)
+
+
+def test_the_cache_can_be_turned_off(clean_db):
+    app = create_app({"database_url": clean_db, "cache": False})
+    try:
+        client = app.test_client()
+        item = create_item(client)
+        assert read(client, item["id"])[1] == "bypass"
+        assert client.get("/health").get_json()["checks"]["cache"]["status"] == "off"
+    finally:
+        close_app(app)
+
+
+def test_clear_empties_this_worker_and_tells_every_other(cached_client, clean_db):
+    item = create_item(cached_client)
+    read(cached_client, item["id"])
+    with psycopg.connect(clean_db, autocommit=True) as other:
+        other.execute(f"LISTEN {CHANNEL}")
+        assert cached_client.post("/cache/clear").status_code == 204
+        heard = [n.payload for n in other.notifies(timeout=2, stop_after=1)]
+    assert heard == ["clear"]
+    assert read(cached_client, item["id"])[1] == "miss"
+
+
+def test_health_and_metrics_report_the_cache(cached_client):
+    item = create_item(cached_client)
+    cached(cached_client, item["id"])
+    cache = cached_client.get("/health").get_json()["checks"]["cache"]
+    assert cache == {"status": "listening", "entries": 1}
+    text = cached_client.get("/metrics").get_data(as_text=True)
+    for name in (
+        'itemsapi_cache_lookups_total{outcome="hit",region="item"}',
+        'itemsapi_cache_invalidations_total{source="write"}',
+        "itemsapi_cache_evictions_total",
+        "itemsapi_cache_entries",
+        "itemsapi_cache_listener_connected",
+        "itemsapi_cache_notification_lag_seconds_count",
+    ):
+        assert name in text, name
+
+
+def test_each_write_is_announced_once_by_the_api_and_outside_writes_by_the_triggers(
+    client, clean_db, sql
+):
+    with psycopg.connect(clean_db, autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        item = create_item(client)
+        client.patch(f"/v1/items/{item['id']}", json={"name": "x"})
+        sql.execute("UPDATE items SET name = 'y' WHERE id = %s", (item["id"],))
+        client.delete(f"/v1/items/{item['id']}")
+        heard = [n.payload for n in listener.notifies(timeout=2, stop_after=4)]
+        assert list(listener.notifies(timeout=0.3)) == []  # nothing twice
+    assert [payload.partition(":")[2] for payload in heard] == [str(item["id"])] * 4
