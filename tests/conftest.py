@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import psycopg
@@ -102,6 +102,18 @@ def client(app: Flask, api_token: str) -> FlaskClient:
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
     return client
+
+
+@pytest.fixture
+def keyed_client(api_token: str) -> Callable[[Flask], FlaskClient]:
+    """keyed_client(app): a test client of another app that sends the full-scope key."""
+
+    def make(app: Flask) -> FlaskClient:
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
+        return client
+
+    return make
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ def listening(app: Flask) -> bool:
 
 
 @pytest.fixture
-def cached_client(app):
+def cached_client(app, keyed_client):
     wait_until(lambda: listening(app), 10, "the listener")
-    return app.test_client()
+    return keyed_client(app)
 
 
 def read(client, item_id: int) -> tuple[dict, str]:
@@ -86,8 +86,8 @@ def test_one_statement_changing_many_rows_leaves_nothing_stale(cached_client, sq
     assert all(read(cached_client, item_id)[0]["quantity"] == 1 for item_id in ids)
 
 
-def test_a_killed_listener_means_bypass_then_recovery_with_correct_answers(app, sql):
-    client = app.test_client()
+def test_a_killed_listener_means_bypass_then_recovery_with_correct_answers(app, sql, keyed_client):
+    client = keyed_client(app)
     wait_until(lambda: listening(app), 10, "the listener")
     item = create_item(client)
     read(client, item["id"])
@@ -102,11 +102,11 @@ def test_a_killed_listener_means_bypass_then_recovery_with_correct_answers(app, 
     cached(client, item["id"])
 
 
-def test_an_unreachable_listen_url_means_bypass_and_a_health_report(clean_db):
+def test_an_unreachable_listen_url_means_bypass_and_a_health_report(clean_db, keyed_client):
     broken = "postgresql://nobody@127.0.0.1:9/nothing"
     app = create_app({"database_url": clean_db, "listen_database_url": broken})
     try:
-        client = app.test_client()
+        client = keyed_client(app)
         item = create_item(client)
         assert read(client, item["id"])[1] == "bypass"
         assert read(client, item["id"])[1] == "bypass"
@@ -116,10 +116,10 @@ def test_an_unreachable_listen_url_means_bypass_and_a_health_report(clean_db):
         close_app(app)
 
 
-def test_the_cache_can_be_turned_off(clean_db):
+def test_the_cache_can_be_turned_off(clean_db, keyed_client):
     app = create_app({"database_url": clean_db, "cache": False})
     try:
-        client = app.test_client()
+        client = keyed_client(app)
         item = create_item(client)
         assert read(client, item["id"])[1] == "bypass"
         assert client.get("/health").get_json()["checks"]["cache"]["status"] == "off"
