@@ -132,3 +132,39 @@ def test_serve_start_check_of_an_unreachable_database_warns_and_lets_it_serve(ca
     (warning,) = _start_check_records(caplog, Settings(database_url=url))
     assert warning.levelno == logging.WARNING
     assert "serving anyway" in warning.getMessage()
+
+
+def _versions(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            return []
+        return [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+
+
+def test_migrate_dry_run_and_status_tell_the_truth_and_change_nothing(
+    runner, empty_database, monkeypatch
+):
+    monkeypatch.setenv("DATABASE_URL", empty_database)
+    shipped = migrations.discover()
+    status = runner.invoke(main, ["migrate", "--status"])
+    assert status.exit_code == 0, status.output
+    assert "0000  pending  baseline" in status.output
+    for m in shipped:
+        assert f"{m.version:04d}  pending  {m.name}" in status.output
+
+    dry = runner.invoke(main, ["migrate", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    would = [line for line in dry.output.splitlines() if line.startswith("would apply")]
+    assert would == ["would apply 0000 baseline"] + [
+        f"would apply {m.version:04d} {m.name}" for m in shipped
+    ]
+    assert _versions(empty_database) == []  # nothing ran
+
+    applied = runner.invoke(main, ["migrate"])
+    assert applied.exit_code == 0, applied.output
+    assert _versions(empty_database) == [0] + [m.version for m in shipped]
+    again = runner.invoke(main, ["migrate"])
+    assert "schema up to date: nothing to apply" in again.output
+    status = runner.invoke(main, ["migrate", "--status"])
+    assert "pending" not in status.output
+    assert "0000  applied  baseline" in status.output
