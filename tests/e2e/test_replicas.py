@@ -4,9 +4,9 @@ under a write load: the balancer routes around it, every acknowledged write is s
 only failures are POSTs that reached the dying replica (the policy in topology.py: a POST that
 reached a replica is never retried elsewhere, since it may have been stored).
 
-Cross-replica reads (a write through one replica seen through the other within the read
-cache's published bound) are the read cache's to test once it lands: there is no cache here,
-so every read goes to the database."""
+With the read cache on (each replica LISTENs on a direct connection, as a pooler in transaction
+mode cannot carry LISTEN), a write through one replica is read through the other within the
+cache's published bound."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 
 from tests.e2e.test_pgbouncer import BEHIND_POOLER
 from tests.e2e.topology import APP_ROLE, HAProxy, PgBouncer, prepare_database
-from tests.helpers import Cluster, free_port, http, item_payload, wait_until
+from tests.helpers import TOKENS, Cluster, free_port, http, item_payload, wait_until
 
 
 def _when_refused(url: str) -> float:
@@ -41,6 +41,8 @@ def _when_refused(url: str) -> float:
 
 pytestmark = pytest.mark.slow
 
+# The read cache's published bound from a commit to every replica serving it (docs/operations.md).
+STALENESS_BOUND = 0.25
 CLIENTS = 4  # concurrent writers: the most POSTs a replica can have in flight at the kill
 LOAD_SECONDS = 4.0
 KILL_AFTER = 1.5
@@ -54,14 +56,17 @@ def topology(tmp_path, start_server) -> Iterator[tuple[Cluster, HAProxy, list]]:
     pooler = None
     balancer = None
     try:
-        prepare_database(cluster)
+        direct = prepare_database(cluster)
         pooler = PgBouncer(tmp_path / "pgbouncer", cluster, 10, ["postgres", APP_ROLE]).start()
-        env = {**BEHIND_POOLER, "ITEMSAPI_WORKERS": "1"}
+        env = {**BEHIND_POOLER, "ITEMSAPI_WORKERS": "1", "ITEMSAPI_LISTEN_DATABASE_URL": direct}
         replicas = [start_server(pooler.url(APP_ROLE), **env) for _ in range(2)]
         balancer = HAProxy(tmp_path / "haproxy", [r.url.removeprefix("http://") for r in replicas])
+        # Both replicas serve one database: the key made for the first is good through either.
+        TOKENS[balancer.url] = replicas[0].bearer
         yield cluster, balancer.start(), replicas
     finally:
         if balancer is not None:
+            TOKENS.pop(balancer.url, None)
             balancer.stop()
         if pooler is not None:
             pooler.stop()
@@ -124,3 +129,28 @@ def test_killing_a_replica_under_writes_loses_no_acknowledged_write(topology, re
     assert any(at > killed_at + 1 for at in acknowledged.values()), "no write after the kill"
     # and the survivor alone answers through the balancer from now on
     assert http("POST", f"{balancer.url}/v1/items", item_payload()).status == 201
+
+
+def test_a_write_through_one_replica_is_read_through_the_other_within_the_bound(topology):
+    _, _, (first, second) = topology
+    created = http("POST", f"{first.url}/v1/items", item_payload())
+    assert created.status == 201
+    path = f"/v1/items/{created.json()['id']}"
+
+    def served_from_cache() -> bool:
+        return http("GET", second.url + path).headers.get("x-cache") == "hit"
+
+    wait_until(served_from_cache, 10, "the other replica to cache the item")
+    patched = http(
+        "PATCH", first.url + path, {"quantity": 7},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )  # fmt: skip
+    assert patched.status == 200
+    acknowledged = time.monotonic()
+    wait_until(
+        lambda: http("GET", second.url + path).json()["version"] == patched.json()["version"],
+        STALENESS_BOUND, "the other replica to serve the new version", interval=0.005,
+    )  # fmt: skip
+    seen_after = time.monotonic() - acknowledged
+    assert seen_after <= STALENESS_BOUND
+    assert http("GET", second.url + path).json()["quantity"] == 7

@@ -42,6 +42,8 @@ def prepare_database(cluster: Cluster) -> str:
             f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}",
             f"ALTER ROLE {APP_ROLE} SET statement_timeout = {STATEMENT_TIMEOUT_MS}",
             f"ALTER ROLE {APP_ROLE} SET TimeZone = 'UTC'",
+            # The API announces its own writes after commit (the read cache's triggers skip it).
+            f"ALTER ROLE {APP_ROLE} SET itemsapi.announce = 'after_commit'",
             "ALTER DATABASE postgres SET TimeZone = 'America/New_York'",
         ):
             conn.execute(statement)
