@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers import http
+from tests.helpers import TOKENS, http
 
 
 @dataclass
@@ -25,20 +25,24 @@ class Answer:
 async def request(
     port: int, method: str, path: str, body: bytes | None = None, timeout: float = 20
 ) -> Answer:
-    """One request on a new connection (Connection: close), timed from connect to last byte."""
+    """One request on a new connection (Connection: close), timed from connect to last byte,
+    with the server's key (tests/e2e/conftest.py) as http() sends it."""
+    token_of = TOKENS.get(f"http://127.0.0.1:{port}")
+    token = token_of() if token_of else None
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     started = time.perf_counter()
     try:
-        return await asyncio.wait_for(_exchange(port, method, path, body, started), timeout)
+        return await asyncio.wait_for(_exchange(port, method, path, body, auth, started), timeout)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
         return Answer(0, time.perf_counter() - started)
 
 
 async def _exchange(
-    port: int, method: str, path: str, body: bytes | None, started: float
+    port: int, method: str, path: str, body: bytes | None, auth: str, started: float
 ) -> Answer:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         writer.write(head.encode() + b"\r\n" + (body or b""))
