@@ -9,7 +9,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -19,6 +19,7 @@ from itemsapi import cache_sync, db, jsonlog, migrations, start_line
 from itemsapi.config import Settings
 from itemsapi.db import inspect_server
 from itemsapi.errors import DatabaseUnavailable
+from itemsapi.worker_folders import handed_down
 
 APP_FACTORY = "itemsapi.server:worker_app"
 
@@ -120,23 +121,14 @@ def _not_the_thread_count_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Configuration allows spawning up to")
 
 
-@contextmanager
-def _write_ring() -> Iterator[None]:
+def _write_ring() -> AbstractContextManager[None]:
     """One file for the workers' WriteRing (cache_sync): how each tells the others of its writes
-    before answering. Without one (no temporary folder) each worker keeps its own, and a read
-    on another worker may be stale until the NOTIFY arrives."""
-    try:
-        made = tempfile.TemporaryDirectory(prefix="itemsapi-ring-", ignore_cleanup_errors=True)
-    except OSError as exc:
-        log.warning("workers share no write ring", extra={"error": str(exc)})
-        yield
-        return
-    with made as folder:
-        os.environ[cache_sync.ENV] = str(Path(folder) / "writes")
-        try:
-            yield
-        finally:
-            del os.environ[cache_sync.ENV]
+    before answering. Without one each worker keeps its own, and a read on another worker may
+    be stale until the NOTIFY arrives."""
+    return handed_down(
+        "itemsapi-ring-", cache_sync.ENV, lambda folder: str(Path(folder) / "writes"),
+        "workers share no write ring",
+    )  # fmt: skip
 
 
 @contextmanager

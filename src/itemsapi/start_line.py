@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from itemsapi.worker_folders import handed_down
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,14 @@ TIMEOUT = 10.0  # seconds a worker waits for the others before serving anyway
 _POLL = 0.002
 
 
-@contextmanager
-def drawn(workers: int) -> Iterator[None]:
+def drawn(workers: int) -> AbstractContextManager[None]:
     """A start line for `workers` workers, in the environment they inherit, for the server's
     lifetime. Where no temporary folder can be made (a read-only file system) the workers
     start without one, as before there was a start line."""
-    try:
-        made = tempfile.TemporaryDirectory(prefix="itemsapi-start-", ignore_cleanup_errors=True)
-    except OSError as exc:
-        log.warning("workers start without a start line", extra={"error": str(exc)})
-        yield
-        return
-    with made as folder:
-        os.environ[ENV] = f"{workers}:{folder}"
-        try:
-            yield
-        finally:
-            del os.environ[ENV]
+    return handed_down(
+        "itemsapi-start-", ENV, lambda folder: f"{workers}:{folder}",
+        "workers start without a start line",
+    )  # fmt: skip
 
 
 def wait(timeout: float | None = None) -> bool:

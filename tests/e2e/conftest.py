@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from itemsapi.auth import SCOPES
 from itemsapi.auth.dev_key import TOKEN_FILE
 from itemsapi.auth.keys import create_key
-from tests.helpers import TOKENS, free_port, http, wait_until
+from tests.helpers import TOKENS, Cluster, free_port, http, wait_until
 
 
 @dataclass
@@ -111,3 +112,17 @@ def _full_scope_token(database_url: str, data_dir: Path) -> str | None:
             return create_key(conn, "e2e", list(SCOPES))[1]
     except psycopg.Error:
         return None
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A PostgreSQL of the test's own, migrated, that it may stop, restart or freeze; thawed and
+    stopped afterwards whatever the test left it in."""
+    cluster = Cluster(tmp_path / "pg", free_port()).init()
+    cluster.start()
+    cluster.prepare_items()
+    yield cluster
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        cluster.thaw()
+    if cluster.running():
+        cluster.stop()

@@ -3,7 +3,6 @@ load and at shutdown. Real Granian processes against a PostgreSQL these tests co
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -20,28 +19,14 @@ import psycopg
 import pytest
 
 from tests.helpers import (
-    Cluster,
     TableLock,
     api_backends,
-    free_port,
     http,
     item_payload,
     wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path / "pg", free_port()).init()
-    cluster.start()
-    cluster.prepare_items()
-    yield cluster
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        cluster.thaw()
-    if cluster.running():
-        cluster.stop()
 
 
 def assert_unavailable(response) -> None:

@@ -7,17 +7,15 @@ figures each prints are those in docs/operations.md ("Overload")."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import resource
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.crowd import Answer, PeakRss, Probes, clients_until, p99, request
-from tests.helpers import Cluster, TableLock, free_port, http, item_payload, wait_until
+from tests.helpers import TableLock, http, item_payload, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,18 +27,6 @@ RUN_SLOTS = 8
 LIVE_BOUND = 1.0
 READY_BOUND = READY_TIMEOUT + 0.5
 MEMORY_BOUND = 600 * 1024 * 1024  # all three processes together
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path / "pg", free_port()).init()
-    cluster.start()
-    cluster.prepare_items()
-    yield cluster
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        cluster.thaw()
-    if cluster.running():
-        cluster.stop()
 
 
 @pytest.fixture
