@@ -89,10 +89,10 @@ class ItemRepository:
             _announce(conn, row["id"])
             return row
 
-        return self._write(run)
+        return self.write(run)
 
     def get(self, item_id: int) -> Row:
-        row = self._read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone())
+        row = self.read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone())
         if row is None:
             raise ItemNotFound(item_id)
         return row
@@ -100,7 +100,7 @@ class ItemRepository:
     def list(self, query: ListQuery) -> Page:
         statement = text(statements.list_sql, *statements.list_shape(query))
         params = statements.list_params(query)
-        rows = self._read(lambda conn: conn.run(statement, params).fetchall())
+        rows = self.read(lambda conn: conn.run(statement, params).fetchall())
         if len(rows) <= query.limit:
             return Page(rows, None)
         rows = rows[: query.limit]
@@ -126,7 +126,7 @@ class ItemRepository:
 
     def notify(self, channel: str, payload: str) -> None:
         """Tell every worker of every replica listening on `channel` (listener.py)."""
-        self._write(lambda conn: conn.run(_NOTIFY, {"channel": channel, "payload": payload}))
+        self.write(lambda conn: conn.run(_NOTIFY, {"channel": channel, "payload": payload}))
 
     def ping(self, timeout: float) -> frozenset[int]:
         """The schema versions applied, read on a pooled connection (waiting at most `timeout`
@@ -137,15 +137,6 @@ class ItemRepository:
                 raise SchemaMissing()
             versions = conn.run(_APPLIED).fetchone()["versions"]
         return frozenset(versions or ())
-
-    def read(self, work: Callable[[StatementConnection], T]) -> T:
-        """Run `work` as a read, with this repository's error mapping and retry: for the stores
-        of the other tables sharing this pool (auth.keys.KeyStore)."""
-        return self._read(work)
-
-    def write(self, work: Callable[[StatementConnection], T]) -> T:
-        """Run `work` as a write (never retried), with this repository's error mapping."""
-        return self._write(work)
 
     def _change(
         self, item_id: int, statement: str, values: Mapping[str, Any], versions: list[int] | None
@@ -165,9 +156,11 @@ class ItemRepository:
                 raise ItemNotFound(item_id)
             raise PreconditionFailed(item_id, current["version"])
 
-        return self._write(run)
+        return self.write(run)
 
-    def _read(self, work: Callable[[StatementConnection], T]) -> T:
+    def read(self, work: Callable[[StatementConnection], T]) -> T:
+        """Run `work` as a read, with this repository's error mapping and one retry on a lost
+        connection; also for the stores of the other tables sharing the pool (auth.keys)."""
         # A read is idempotent: if its connection turns out to be dead (the server restarted
         # since it was pooled), one more try on a fresh connection is safe.
         try:
@@ -178,7 +171,8 @@ class ItemRepository:
             with self._connection() as conn:
                 return work(conn)
 
-    def _write(self, work: Callable[[StatementConnection], T]) -> T:
+    def write(self, work: Callable[[StatementConnection], T]) -> T:
+        """Run `work` as a write (never retried), with this repository's error mapping."""
         # Writes are never retried: the first attempt may have committed.
         with self._connection() as conn:
             return work(conn)
