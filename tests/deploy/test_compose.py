@@ -7,14 +7,17 @@ import json
 import re
 import subprocess
 
+import pytest
+
 from tests.deploy.conftest import ROOT, env_example, require_tool
 
 DCLINT = ROOT / "tools" / "node_modules" / ".bin" / "dclint"
 
 
-def test_dclint_finds_no_errors_and_no_warnings():
+@pytest.mark.parametrize("compose_file", ["compose.yaml", "compose.prod.yaml"])
+def test_dclint_finds_no_errors_and_no_warnings(compose_file):
     result = subprocess.run(
-        [str(require_tool(DCLINT)), "compose.yaml"],
+        [str(require_tool(DCLINT)), compose_file],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
