@@ -2,7 +2,7 @@
 # run.sh <venv> <port> <mode>
 V=$1; P=$2; M=$3
 cd "$(dirname "$0")"
-$V/bin/granian --interface wsgi --port $P --workers 1 --blocking-threads 8 $EXTRA app:app > g-$P.log 2>&1 &
+$V/bin/granian --interface wsgi --port $P --workers 1 --blocking-threads 8 $EXTRA app:app > /tmp/granian-bodies-gP.log 2>&1 &
 GP=$!
 sleep 1.5
 $V/bin/python -c "import granian; print('granian', granian.__version__, 'mode', '$M')"
