@@ -82,7 +82,11 @@ def empty_database(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def app(clean_db: str) -> Iterator[Flask]:
-    app = create_app({"database_url": clean_db, "pool_min_size": 1, "pool_max_size": 4})
+    # No cache priming: tests that expect a first read to miss must not race the primer (its
+    # own tests turn it on).
+    app = create_app(
+        {"database_url": clean_db, "pool_min_size": 1, "pool_max_size": 4, "cache_prime": 0}
+    )
     app.config["TESTING"] = True
     yield app
     close_app(app)

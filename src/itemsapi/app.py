@@ -14,6 +14,7 @@ from itemsapi import (
     db,
     http_errors,
     jsonlog,
+    listener,
     metrics,
     middleware,
     migrations,
@@ -50,7 +51,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.extensions[db.REPOSITORY_KEY], settings.ready_timeout, required
     )
     metrics.init_app(app, app.extensions[db.POOL_KEY])
-    cached_items.init_app(app, app.extensions[db.REPOSITORY_KEY])
+    changes = listener.init_app(app)
+    cached_items.init_app(app, app.extensions[db.REPOSITORY_KEY], changes)
     http_errors.init_app(app)
     admission.init_app(app)  # inside the telemetry wrapper: refusals are logged and counted
     middleware.init_app(app)
@@ -63,13 +65,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(metrics_api.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(cache_api.bp)
+    listener.start_app(app)  # once every subscriber has subscribed
     return app
 
 
 def close_app(app: Flask) -> None:
-    """Stop what create_app started: the pool-metrics sampler, the change listener, the
-    database check, the pool."""
+    """Stop what create_app started: the pool-metrics sampler, the change listener, the write
+    announcer, the database check, the pool."""
     metrics.close_app(app)
+    listener.close_app(app)
     cached_items.close_app(app)
     check = app.extensions.pop(probes.CHECK_KEY, None)
     if check is not None:

@@ -125,6 +125,30 @@ class ReadCache:
                     del self._flights[flight_key]
             flight.done.release()
 
+    def prime(self, load: Callable[[], Iterable[tuple[Hashable, Any]]]) -> int:
+        """Store the items `load()` returns (key, value pairs), under the rule every load obeys:
+        the generations are noted before it reads, and an item whose stripe (or the epoch)
+        moved meanwhile is not kept. Never evicts: only free room is filled, and entries already
+        there stay. Returns how many were stored."""
+        with self._lock:
+            if not self._usable:
+                return 0
+            epoch, stripes = self._epoch, list(self._stripes)
+        loaded = list(load())
+        stored = 0
+        with self._lock:
+            if not self._usable or self._epoch != epoch:
+                return 0
+            items = self._items
+            for key, value in loaded:
+                stripe = hash(key) % STRIPES
+                if len(items) >= items.maxsize:
+                    break
+                if self._stripes[stripe] == stripes[stripe] and key not in items:
+                    items[key] = value
+                    stored += 1
+        return stored
+
     def _token(self, is_list: bool, key: Hashable) -> tuple[int, int]:
         if is_list:
             return self._epoch, self._list_generation

@@ -17,6 +17,8 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import secrets
+import socket
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -32,14 +34,20 @@ SIZE = _WORD.size * (1 + SLOTS)
 
 class WriteRing:
     """Without a file (one process: tests, a plain WSGI server) the ring lives in this
-    process's memory and serves its threads the same way."""
+    process's memory and serves its threads the same way.
+
+    `origin` names the workers sharing this ring, in announcements to other servers
+    (announcer.py): the host and the folder `itemsapi serve` made for this ring, or for a ring in
+    memory the host, process and a random part."""
 
     def __init__(self, path: Path | None = None) -> None:
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         if path is None:
             self._map = mmap.mmap(-1, SIZE)
+            self.origin = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         else:
+            self.origin = f"{socket.gethostname()}-{path.parent.name}"
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             if os.fstat(self._fd).st_size < SIZE:
                 os.ftruncate(self._fd, SIZE)

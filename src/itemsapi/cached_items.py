@@ -5,26 +5,29 @@ served (hit, miss, bypass). Writes go to the repository and then invalidate:
 - in this worker, before the response is sent;
 - in the other workers of this server, through the WriteRing, also before the response is sent:
   a client that reads after its write's 2xx, from whichever worker, gets the new version;
-- everywhere else (other replicas) through PostgreSQL: ItemRepository announces each write on
-  channel itemsapi_items once it has committed, and every worker's Listener applies it. Writes
-  from psql or pgAdmin reach every worker only this way, announced by the items triggers
-  (sql/migrations/0002_items_notify.sql).
+- everywhere else (other replicas) through PostgreSQL: the Announcer sends the ids on channel
+  itemsapi_items, off the request path, and every worker's Listener applies them, except those
+  of this server (their origin is the ring's: already applied). Writes from psql or pgAdmin
+  reach every worker only this way, announced by the items triggers (sql/migrations/0002).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from multiprocessing.util import Finalize
 from typing import Any
 
 from flask import Flask
 
 from itemsapi import metrics
+from itemsapi.announcer import Announcer
 from itemsapi.cache import BYPASS, ReadCache
 from itemsapi.cache_sync import FLUSH, WriteRing
 from itemsapi.config import Settings
+from itemsapi.errors import ItemsError
 from itemsapi.listener import Listener
 from itemsapi.repository import ItemRepository, Page, Row
 from itemsapi.statements import ListQuery
@@ -35,17 +38,23 @@ CHANNEL = "itemsapi_items"  # the triggers' channel
 CLEAR = "clear"  # payload of POST /cache/clear
 EVERYTHING = "*"  # the triggers' payload for "drop everything"
 CACHED_KEY = "itemsapi.cached_items"
-LISTENER_KEY = "itemsapi.listener"
-_LISTENER_STOP_KEY = "itemsapi.listener_stop"
+_ANNOUNCER_STOP_KEY = "itemsapi.announcer_stop"
 
 
 class CachedItemRepository:
     def __init__(
-        self, repository: ItemRepository, cache: ReadCache | None, ring: WriteRing | None
+        self,
+        repository: ItemRepository,
+        cache: ReadCache | None,
+        ring: WriteRing,
+        announcer: Announcer,
+        prime_count: int = 0,
     ) -> None:
         self._repository = repository
+        self._prime_count = prime_count
         self._cache = cache
         self._ring = ring
+        self._announcer = announcer
         self._lookups = {
             (region, outcome): metrics.CACHE_LOOKUPS.labels(region, outcome)
             for region in ("item", "list")
@@ -59,6 +68,11 @@ class CachedItemRepository:
     @property
     def cache(self) -> ReadCache | None:
         return self._cache
+
+    @property
+    def origin(self) -> str:
+        """The name this server's announcements carry (its workers skip them)."""
+        return self._ring.origin
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -112,7 +126,9 @@ class CachedItemRepository:
             self._ring.publish((FLUSH,))
         self._repository.notify(CHANNEL, CLEAR)
 
-    def _written(self, ids: Iterable[int]) -> None:
+    def _written(self, ids: tuple[int, ...]) -> None:
+        # Announced even with this server's cache off: other replicas may keep one.
+        self._announcer.announce(ids)
         if self._cache is None:
             return
         self._cache.invalidate(ids)
@@ -130,11 +146,15 @@ class CachedItemRepository:
             self._invalidations["server"].inc()
 
     def on_notification(self, payload: str) -> None:
-        """A trigger's "<epoch>:<ids>" or "<epoch>:*", or CLEAR. Anything unreadable flushes:
-        a change must never go unapplied."""
+        """A trigger's "<epoch>:<ids>" or "<epoch>:*", an announcement's "<epoch>:<ids>:<origin>",
+        or CLEAR. This server's own announcements are skipped (the ring brought them first).
+        Anything unreadable flushes: a change must never go unapplied."""
         ids: list[int] | None = None  # None: everything
         if payload != CLEAR:
             stamp, _, listed = payload.partition(":")
+            listed, _, origin = listed.partition(":")
+            if origin == self._ring.origin:
+                return
             try:
                 metrics.CACHE_NOTIFICATION_LAG.observe(max(0.0, time.time() - float(stamp)))
                 if listed != EVERYTHING:
@@ -152,6 +172,22 @@ class CachedItemRepository:
         self._cache.set_usable(listening)
         metrics.CACHE_LISTENER_CONNECTED.set(1 if listening else 0)
         metrics.CACHE_ENTRIES.set(0)
+        if listening and self._prime_count:
+            # Not on the listener's thread: notifications must keep being applied meanwhile.
+            threading.Thread(target=self.prime, name="itemsapi-cache-prime", daemon=True).start()
+
+    def prime(self) -> int:
+        """Fill the empty cache with the items changed last (settings.cache_prime of them); a
+        failure only leaves the cache to fill as reads come."""
+        try:
+            stored = self._cache.prime(
+                lambda: ((row["id"], row) for row in self._repository.recent(self._prime_count))
+            )
+        except ItemsError as exc:
+            log.warning("could not prime the read cache", extra={"error": str(exc)})
+            return 0
+        metrics.CACHE_ENTRIES.set(len(self._cache))
+        return stored
 
     def _flush(self) -> None:
         self._cache.flush()
@@ -159,26 +195,27 @@ class CachedItemRepository:
         metrics.CACHE_ENTRIES.set(0)
 
 
-def init_app(app: Flask, repository: ItemRepository) -> None:
-    """The cached repository for the views; with the cache on, its ring and listener too."""
+def init_app(app: Flask, repository: ItemRepository, listener: Listener | None) -> None:
+    """The cached repository for the views, with its announcer and, with the cache on, its
+    subscription to the listener."""
     settings: Settings = app.config["SETTINGS"]
+    ring = WriteRing.from_env()
+    announcer = Announcer(repository.announce, ring.origin)
+    announcer.start()
+    # Stopped before the pool closes (exitpriority 10), so that what is pending goes out.
+    app.extensions[_ANNOUNCER_STOP_KEY] = Finalize(announcer, announcer.stop, exitpriority=12)
     if not settings.cache:
-        app.extensions[CACHED_KEY] = CachedItemRepository(repository, None, None)
+        app.extensions[CACHED_KEY] = CachedItemRepository(repository, None, ring, announcer)
         return
     cache = ReadCache(settings.cache_max_entries, settings.cache_ttl, metrics.CACHE_EVICTIONS.inc)
-    cached = CachedItemRepository(repository, cache, WriteRing.from_env())
-    listener = Listener(settings.listen_database_url or settings.database_url)
+    prime_count = min(settings.cache_prime, settings.cache_max_entries)
+    cached = CachedItemRepository(repository, cache, ring, announcer, prime_count)
     listener.subscribe(CHANNEL, cached.on_notification)
     listener.on_state_change(cached.on_listening)
-    listener.start()
     app.extensions[CACHED_KEY] = cached
-    app.extensions[LISTENER_KEY] = listener
-    # A Granian worker skips atexit handlers but runs multiprocessing finalizers.
-    app.extensions[_LISTENER_STOP_KEY] = Finalize(listener, listener.stop, exitpriority=11)
 
 
 def close_app(app: Flask) -> None:
-    stop = app.extensions.pop(_LISTENER_STOP_KEY, None)
+    stop = app.extensions.pop(_ANNOUNCER_STOP_KEY, None)
     if stop is not None:
         stop()
-    app.extensions.pop(LISTENER_KEY, None)

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     cache: bool = True
     cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
     cache_ttl: Positive = 300.0
+    # Items (the ones changed last) each worker loads into its cache once it is listening, so
+    # that a started or restarted worker does not send every read to PostgreSQL; 0: none.
+    cache_prime: Annotated[int, Field(ge=0)] = 10_000
     # Where each worker LISTENs for changes: a direct connection (LISTEN does not work through a
     # pooler in transaction mode). None: DATABASE_URL.
     listen_database_url: str | None = None

@@ -1,10 +1,11 @@
 """LISTEN on a dedicated connection, in a thread of each worker, reconnecting until stopped.
 
-Generic: callers subscribe callbacks to channels (the read cache to itemsapi_items; anything
-else that must hear of changes made elsewhere can add its own channel), and to the listening
-state. "Listening" means the connection is up and every LISTEN has succeeded: from then on every
-notification committed is delivered. It turns false the moment the connection fails, before
-any reconnection attempt, so whoever relies on notifications stops relying on them at once.
+Generic: callers subscribe callbacks to channels (the read cache to itemsapi_items, the API key
+records to itemsapi_keys; anything else that must hear of changes made elsewhere can add its own
+channel), and to the listening state. "Listening" means the connection is up and every LISTEN
+has succeeded: from then on every notification committed is delivered. It turns false the
+moment the connection fails, before any reconnection attempt, so whoever relies on
+notifications stops relying on them at once.
 
 The connection is direct (ITEMSAPI_LISTEN_DATABASE_URL, else DATABASE_URL): LISTEN does not work
 through a pooler in transaction mode. A silent network failure is caught by a heartbeat query
@@ -19,11 +20,18 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from multiprocessing.util import Finalize
 
 import psycopg
+from flask import Flask
 from psycopg import sql
 
+from itemsapi.config import Settings
+
 log = logging.getLogger(__name__)
+
+LISTENER_KEY = "itemsapi.listener"
+_STOP_KEY = "itemsapi.listener_stop"
 
 TICK = 0.5  # seconds between looks at the stop flag
 HEARTBEAT = 5.0  # seconds of silence before the connection is checked with a query
@@ -121,3 +129,31 @@ class Listener:
                 callback(listening)
             except Exception:
                 log.exception("a listener state callback failed")
+
+
+def init_app(app: Flask) -> Listener | None:
+    """This worker's listener, when something needs one (the read cache, cached key records);
+    subscribers register on it, then start_app starts it."""
+    settings: Settings = app.config["SETTINGS"]
+    if not settings.cache and settings.auth != "keys":
+        return None
+    listener = app.extensions[LISTENER_KEY] = Listener(
+        settings.listen_database_url or settings.database_url
+    )
+    return listener
+
+
+def start_app(app: Flask) -> None:
+    listener: Listener | None = app.extensions.get(LISTENER_KEY)
+    if listener is None:
+        return
+    listener.start()
+    # A Granian worker skips atexit handlers but runs multiprocessing finalizers.
+    app.extensions[_STOP_KEY] = Finalize(listener, listener.stop, exitpriority=11)
+
+
+def close_app(app: Flask) -> None:
+    stop = app.extensions.pop(_STOP_KEY, None)
+    if stop is not None:
+        stop()
+    app.extensions.pop(LISTENER_KEY, None)

@@ -45,6 +45,7 @@ pool_wait_left: ContextVar[float | None] = ContextVar("pool_wait_left", default=
 _SELECT = text(statements.select_statement)
 _INSERT = text(statements.insert_statement)
 _VERSION = text(statements.version_statement)
+_RECENT = text(statements.recent_statement)
 _PING = text(statements.ping_statement)
 _APPLIED = text(statements.applied_versions_statement)
 _NOTIFY = text(statements.notify_statement)
@@ -84,18 +85,17 @@ class ItemRepository:
     def create(self, values: Mapping[str, Any]) -> Row:
         params = _with_jsonb(values)
 
-        def run(conn: StatementConnection) -> Row:
-            row = conn.run(_INSERT, params).fetchone()
-            _announce(conn, row["id"])
-            return row
-
-        return self.write(run)
+        return self.write(lambda conn: conn.run(_INSERT, params).fetchone())
 
     def get(self, item_id: int) -> Row:
         row = self.read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone())
         if row is None:
             raise ItemNotFound(item_id)
         return row
+
+    def recent(self, limit: int) -> list[Row]:
+        """The `limit` items changed last, newest first."""
+        return self.read(lambda conn: conn.run(_RECENT, {"limit": limit}).fetchall())
 
     def list(self, query: ListQuery) -> Page:
         statement = text(statements.list_sql, *statements.list_shape(query))
@@ -128,6 +128,12 @@ class ItemRepository:
         """Tell every worker of every replica listening on `channel` (listener.py)."""
         self.write(lambda conn: conn.run(_NOTIFY, {"channel": channel, "payload": payload}))
 
+    def announce(self, ids: list[int] | None, origin: str) -> None:
+        """Tell every worker's read cache that committed writes of the server `origin` changed
+        these items (None: any item). The items triggers leave this API's own writes to this
+        (sql/migrations/0002, 0004); announcer.py sends it off the request path."""
+        self.write(lambda conn: conn.run(_ANNOUNCE, {"ids": ids, "origin": origin}))
+
     def ping(self, timeout: float) -> frozenset[int]:
         """The schema versions applied, read on a pooled connection (waiting at most `timeout`
         for the pool) after checking the schema is in place: without it every item request
@@ -148,7 +154,6 @@ class ItemRepository:
         def run(conn: StatementConnection) -> Row:
             row = conn.run(statement, params).fetchone()
             if row is not None:
-                _announce(conn, item_id)
                 return row
             # Nothing matched: tell a missing item from a stale If-Match.
             current = conn.run(_VERSION, {"id": item_id}).fetchone()
@@ -204,20 +209,6 @@ class ItemRepository:
             if conn is not None and conn.closed:
                 raise _ConnectionLost(str(exc)) from exc
             raise DatabaseUnavailable(str(exc)) from exc
-
-
-def _announce(conn: StatementConnection, item_id: int) -> None:
-    """Tell every worker's read cache, through PostgreSQL, that a committed write changed this
-    item (the triggers leave this API's writes to it: see sql/migrations/0002). The write has
-    committed: a failure here must not turn its answer into an error."""
-    try:
-        conn.run(_ANNOUNCE, {"ids": [item_id]})
-    except psycopg.Error as exc:
-        log.warning(
-            "could not announce a write to the read caches: other replicas may serve the old"
-            " version for up to ITEMSAPI_CACHE_TTL",
-            extra={"item_id": item_id, "error": type(exc).__name__},
-        )
 
 
 def _with_jsonb(values: Mapping[str, Any]) -> dict[str, Any]:

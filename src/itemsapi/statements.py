@@ -60,6 +60,13 @@ def select_statement(*, check_version: bool = False) -> sql.Composed:
     )
 
 
+def recent_statement() -> sql.Composed:
+    """The items changed last (items_updated_at_id_idx, read backwards): what primes a cache."""
+    return sql.SQL(
+        "SELECT {columns} FROM items ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
+    ).format(columns=_SELECT_COLUMNS)
+
+
 def version_statement() -> sql.Composed:
     """The current version of one item: tells a missing item from a stale If-Match."""
     return sql.SQL("SELECT version FROM items WHERE {where}").format(where=_where_id(False))
@@ -202,8 +209,8 @@ def notify_statement() -> sql.SQL:
 
 
 def announce_statement() -> sql.SQL:
-    """Tell the read caches which items a committed write changed (sql/migrations/0002)."""
-    return sql.SQL("SELECT itemsapi_announce_items(%(ids)s)")
+    """Tell the read caches which items committed writes changed (sql/migrations/0004)."""
+    return sql.SQL("SELECT itemsapi_announce_items(%(ids)s::bigint[], %(origin)s)")
 
 
 def applied_versions_statement() -> sql.SQL:

@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 
 from itemsapi.app import close_app, create_app
-from itemsapi.cached_items import CHANNEL, LISTENER_KEY
+from itemsapi.cached_items import CACHED_KEY, CHANNEL
+from itemsapi.listener import LISTENER_KEY
 from tests.helpers import create_item, etag_of, wait_until
 
 
@@ -30,7 +31,7 @@ def read(client, item_id: int) -> tuple[dict, str]:
 
 
 def cached(client, item_id: int) -> None:
-    """Read until a hit: a write's own announcement, arriving after it, invalidates once more."""
+    """Read until a hit."""
     wait_until(lambda: read(client, item_id)[1] == "hit", 2, f"item {item_id} cached")
 
 
@@ -158,12 +159,72 @@ def test_health_and_metrics_report_the_cache(cached_client):
 def test_each_write_is_announced_once_by_the_api_and_outside_writes_by_the_triggers(
     client, clean_db, sql
 ):
+    """The API's announcements name its server (its own workers skip them); the triggers'
+    name none; each write is heard of exactly once."""
+
+    def heard_after(write) -> list[str]:
+        write()
+        heard = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+        heard += [n.payload for n in listener.notifies(timeout=0.3)]  # nothing twice
+        return [payload.split(":", 1)[1] for payload in heard]
+
     with psycopg.connect(clean_db, autocommit=True) as listener:
         listener.execute(f"LISTEN {CHANNEL}")
-        item = create_item(client)
-        client.patch(f"/v1/items/{item['id']}", json={"name": "x"})
-        sql.execute("UPDATE items SET name = 'y' WHERE id = %s", (item["id"],))
-        client.delete(f"/v1/items/{item['id']}")
-        heard = [n.payload for n in listener.notifies(timeout=2, stop_after=4)]
-        assert list(listener.notifies(timeout=0.3)) == []  # nothing twice
-    assert [payload.partition(":")[2] for payload in heard] == [str(item["id"])] * 4
+        item = {}
+        [created] = heard_after(lambda: item.update(create_item(client)))
+        item_id = str(item["id"])
+        [patched] = heard_after(lambda: client.patch(f"/v1/items/{item_id}", json={"name": "x"}))
+        outside = heard_after(lambda: sql.execute("UPDATE items SET name = 'y' WHERE id = %s",
+                                                  (item["id"],)))  # fmt: skip
+        [deleted] = heard_after(lambda: client.delete(f"/v1/items/{item_id}"))
+    listed, _, origin = created.partition(":")
+    assert listed == item_id
+    assert origin
+    assert created == patched == deleted
+    assert outside == [item_id]
+
+
+def test_this_servers_own_announcements_are_skipped_and_other_servers_applied(
+    app, cached_client, sql
+):
+    mine, theirs = create_item(cached_client), create_item(cached_client)
+    cached(cached_client, mine["id"])
+    cached(cached_client, theirs["id"])
+    announce = "SELECT itemsapi_announce_items(%s, %s)"
+    sql.execute(announce, ([mine["id"]], app.extensions[CACHED_KEY].origin))
+    sql.execute(announce, ([theirs["id"]], "another-server"))
+    # Notifications arrive in commit order: once the second is applied, the first was handled.
+    wait_until(lambda: read(cached_client, theirs["id"])[1] == "miss", 2, "the announcement")
+    assert read(cached_client, mine["id"])[1] == "hit"
+
+
+def test_a_worker_that_starts_listening_primes_its_cache_with_the_items_changed_last(
+    clean_db, sql, keyed_client
+):
+    ids = [sql.execute("INSERT INTO items (name) VALUES ('x') RETURNING id").fetchone()["id"]
+           for _ in range(5)]  # fmt: skip
+    sql.execute(
+        "UPDATE items SET name = 'changed last', updated_at = now() WHERE id = %s", (ids[0],)
+    )
+    app = create_app({"database_url": clean_db, "pool_max_size": 2, "cache_prime": 3})
+    try:
+        cache = app.extensions[CACHED_KEY].cache
+        wait_until(lambda: len(cache) == 3, 10, "the primed cache")
+        client = keyed_client(app)
+        assert [read(client, item_id)[1] for item_id in (ids[0], ids[4], ids[3])] == ["hit"] * 3
+        assert read(client, ids[1])[1] == "miss"
+        # Primed again after a gap in listening (which emptied it), with what changed before.
+        sql.execute(
+            "UPDATE items SET name = 'before the gap', updated_at = now() WHERE id = %s",
+            (ids[1],),
+        )
+        # Its notification applied (a miss), so it cannot land while the primer reads.
+        wait_until(lambda: read(client, ids[1])[1] == "miss", 2, "the notification")
+        app.extensions[CACHED_KEY].on_listening(False)
+        assert len(cache) == 0
+        app.extensions[CACHED_KEY].on_listening(True)
+        wait_until(lambda: len(cache) == 3, 10, "the cache primed again")
+        body, served = read(client, ids[1])
+        assert (body["name"], served) == ("before the gap", "hit")
+    finally:
+        close_app(app)

@@ -177,3 +177,40 @@ def test_a_ring_starts_with_no_news_of_what_came_before_it(tmp_path, path):
     WriteRing(tmp_path / "ring").publish([1])
     ring = WriteRing(tmp_path / path if path else None)
     assert news(ring) is None
+
+
+def test_priming_fills_free_room_and_never_keeps_an_item_invalidated_while_loading():
+    cache = ReadCache(max_entries=4, ttl=60)
+    cache.set_usable(True)
+    cache.item(9, lambda: "kept")  # already there: priming leaves it
+
+    def load():
+        cache.invalidate([2])  # a change to item 2 lands while the rows are read
+        return [
+            (1, "one"),
+            (2, "two, before the change"),
+            (9, "other"),
+            (3, "3"),
+            (4, "4"),
+            (5, "5"),
+        ]
+
+    assert cache.prime(load) == 3
+    assert len(cache) == 4  # full: item 5 was not stored
+    assert cache.item(9, lambda: "loaded") == ("kept", HIT)
+    for key in (1, 3, 4):
+        assert cache.item(key, lambda: "loaded")[1] == HIT
+    assert cache.item(2, lambda: "two") == ("two", MISS)
+
+
+def test_priming_stores_nothing_across_a_flush_or_while_unusable():
+    cache = ReadCache(max_entries=10, ttl=60)
+    assert cache.prime(lambda: [(1, "one")]) == 0  # not listening yet
+    cache.set_usable(True)
+
+    def load():
+        cache.flush()
+        return [(1, "one")]
+
+    assert cache.prime(load) == 0
+    assert len(cache) == 0

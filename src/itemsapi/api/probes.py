@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from itemsapi import __version__
-from itemsapi.cached_items import CACHED_KEY, LISTENER_KEY
+from itemsapi.cached_items import CACHED_KEY
 from itemsapi.db import POOL_KEY
 from itemsapi.health import DatabaseCheck
 from itemsapi.http_errors import RETRY_AFTER_SECONDS
+from itemsapi.listener import LISTENER_KEY
 from itemsapi.response_models import (
     CacheHealth,
     DatabaseHealth,

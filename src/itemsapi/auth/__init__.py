@@ -12,6 +12,7 @@ from itemsapi.auth.keys import KeyStore
 from itemsapi.auth.scopes import ADMIN, READ, SCOPES, WRITE, Principal, admin_only
 from itemsapi.config import Settings
 from itemsapi.db import REPOSITORY_KEY
+from itemsapi.listener import LISTENER_KEY
 
 __all__ = [
     "ADMIN",
@@ -31,7 +32,8 @@ KEY_STORE_KEY = "itemsapi.key_store"
 
 
 def init_app(app: Flask) -> None:
-    """Install the enforcement hook for the configured mode (after the repository exists)."""
+    """Install the enforcement hook for the configured mode (after the repository and the
+    listener exist, before the listener starts)."""
     # Imported here: enforcement counts refusals in itemsapi.metrics, and the CLI (which imports
     # this package for the keys commands) must not import prometheus-client before `serve` has
     # set up its multiprocess folder.
@@ -49,5 +51,7 @@ def init_app(app: Flask) -> None:
 
         install(app, settings, JwtVerifier(settings).verify)
         return
-    store = app.extensions[KEY_STORE_KEY] = KeyStore(app.extensions[REPOSITORY_KEY])
+    store = app.extensions[KEY_STORE_KEY] = KeyStore(
+        app.extensions[REPOSITORY_KEY], app.extensions.get(LISTENER_KEY)
+    )
     install(app, settings, store.verify)

@@ -1,5 +1,5 @@
-"""API keys: the token format, and the api_keys table behind KeyStore (one lookup by key id per
-request) and the functions `itemsapi keys` runs (create, list, revoke).
+"""API keys: the token format, the api_keys table behind KeyStore (a key's record, cached while
+changes to api_keys are heard of) and the functions `itemsapi keys` runs (create, list, revoke).
 
 A token is `itemsapi_<id>_<secret>`: the prefix makes a leaked token recognisable (secret
 scanners, grep), the id finds the row with one indexed lookup, and the secret is 256 random
@@ -22,7 +22,9 @@ from typing import Any
 import psycopg
 
 from itemsapi.auth.scopes import SCOPES, Principal
+from itemsapi.cache import ReadCache
 from itemsapi.errors import ItemsError, Unauthorized
+from itemsapi.listener import Listener
 from itemsapi.repository import ItemRepository
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,9 @@ TOKEN_PREFIX = "itemsapi_"  # noqa: S105 - the public prefix
 _TOKEN = re.compile(r"itemsapi_([0-9a-f]{12})_[A-Za-z0-9_-]{43,128}")
 # Seconds between two writes of a key's last_used_at from one process.
 TOUCH_INTERVAL = 60.0
+CHANNEL = "itemsapi_keys"  # sql/migrations/0003_api_keys_notify.sql
+RECORDS_MAX = 1024  # key records a worker keeps
+RECORDS_TTL = 60.0  # a safety net only: changes are heard of at once
 
 LOOKUP = (
     "SELECT id, scopes, token_sha256, revoked_at IS NOT NULL AS revoked"
@@ -80,19 +85,49 @@ class KeyRecord:
     revoked: bool
 
 
-class KeyStore:
-    """Requests' one door to api_keys. Every request reads its key's row (one small query by
-    primary key on a pooled connection, prepared by psycopg once it repeats), so a revocation
-    holds from the next request on, in every worker and replica. A cache of records, kept
-    coherent by NOTIFY, would go in lookup."""
+class _NoSuchKey(Exception):
+    """Raised through the records cache, so that an unknown key id is never stored: ids that
+    name no key cost a lookup each, and cannot push the real keys out."""
 
-    def __init__(self, repository: ItemRepository, touch_interval: float = TOUCH_INTERVAL) -> None:
+
+class KeyStore:
+    """Requests' one door to api_keys. A key's record (one small query by primary key) is kept
+    in a ReadCache of this worker while `listener` hears every change to api_keys (the triggers
+    of migration 0003), so a revocation holds in every worker and replica once its notification
+    arrives, milliseconds after the commit; while not listening, every request reads the row.
+    Without a listener, every request reads it."""
+
+    def __init__(
+        self,
+        repository: ItemRepository,
+        listener: Listener | None = None,
+        touch_interval: float = TOUCH_INTERVAL,
+    ) -> None:
         self._repository = repository
         self._touch_interval = touch_interval
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
+        self._records: ReadCache | None = None
+        if listener is not None:
+            self._records = ReadCache(RECORDS_MAX, RECORDS_TTL)
+            listener.subscribe(CHANNEL, lambda _payload: self._records.flush())
+            listener.on_state_change(self._records.set_usable)
 
     def lookup(self, key_id: str) -> KeyRecord | None:
+        if self._records is None:
+            return self._read(key_id)
+        try:
+            return self._records.item(key_id, lambda: self._read_known(key_id))[0]
+        except _NoSuchKey:
+            return None
+
+    def _read_known(self, key_id: str) -> KeyRecord:
+        record = self._read(key_id)
+        if record is None:
+            raise _NoSuchKey
+        return record
+
+    def _read(self, key_id: str) -> KeyRecord | None:
         row = self._repository.read(lambda conn: conn.run(LOOKUP, {"id": key_id}).fetchone())
         if row is None:
             return None
