@@ -46,11 +46,16 @@ class Announcer:
     def announce(self, ids: Iterable[int]) -> None:
         """Queue ids for the next announcement; returns at once."""
         with self._wake:
-            if not self._everything:
-                self._pending.update(dict.fromkeys(ids))
-                if len(self._pending) > MAX_PENDING:
-                    self._everything, self._pending = True, {}
-            self._wake.notify()
+            if self._everything:
+                return
+            # Woken only by the first id: waking it for each one would cost every write a
+            # thread switch while it lingers.
+            first = not self._pending
+            self._pending.update(dict.fromkeys(ids))
+            if len(self._pending) > MAX_PENDING:
+                self._everything, self._pending = True, {}
+            if first:
+                self._wake.notify()
 
     def announce_everything(self) -> None:
         with self._wake:

@@ -24,7 +24,7 @@ from flask import Flask
 
 from itemsapi import metrics
 from itemsapi.announcer import Announcer
-from itemsapi.cache import BYPASS, ReadCache
+from itemsapi.cache import BYPASS, MISS, ReadCache
 from itemsapi.cache_sync import FLUSH, WriteRing
 from itemsapi.config import Settings
 from itemsapi.errors import ItemsError
@@ -38,6 +38,7 @@ CHANNEL = "itemsapi_items"  # the triggers' channel
 CLEAR = "clear"  # payload of POST /cache/clear
 EVERYTHING = "*"  # the triggers' payload for "drop everything"
 CACHED_KEY = "itemsapi.cached_items"
+ENTRIES_INTERVAL = 1.0  # seconds between two updates of the entries gauge
 _ANNOUNCER_STOP_KEY = "itemsapi.announcer_stop"
 
 
@@ -52,6 +53,7 @@ class CachedItemRepository:
     ) -> None:
         self._repository = repository
         self._prime_count = prime_count
+        self._entries_counted = 0.0
         self._cache = cache
         self._ring = ring
         self._announcer = announcer
@@ -83,6 +85,8 @@ class CachedItemRepository:
         self._ring.catch_up(self._apply_server_writes)
         row, outcome = self._cache.item(item_id, lambda: self._repository.get(item_id))
         self._lookups["item", outcome].inc()
+        if outcome == MISS:
+            self._count_entries()
         return row, outcome
 
     def list(self, query: ListQuery) -> tuple[Page, str]:
@@ -91,6 +95,8 @@ class CachedItemRepository:
         self._ring.catch_up(self._apply_server_writes)
         page, outcome = self._cache.page(query, lambda: self._repository.list(query))
         self._lookups["list", outcome].inc()
+        if outcome == MISS:
+            self._count_entries()
         return page, outcome
 
     # --- writes: invalidate even when the write raised (it may have committed) ---------------
@@ -134,7 +140,7 @@ class CachedItemRepository:
         self._cache.invalidate(ids)
         self._invalidations["write"].inc()
         self._ring.publish(ids)
-        metrics.CACHE_ENTRIES.set(len(self._cache))
+        self._count_entries()
 
     # --- what others tell -------------------------------------------------------------------
 
@@ -166,7 +172,7 @@ class CachedItemRepository:
         else:
             self._cache.invalidate(ids)
             self._invalidations["notification"].inc()
-        metrics.CACHE_ENTRIES.set(len(self._cache))
+        self._count_entries()
 
     def on_listening(self, listening: bool) -> None:
         self._cache.set_usable(listening)
@@ -186,8 +192,16 @@ class CachedItemRepository:
         except ItemsError as exc:
             log.warning("could not prime the read cache", extra={"error": str(exc)})
             return 0
-        metrics.CACHE_ENTRIES.set(len(self._cache))
+        self._count_entries(now=True)
         return stored
+
+    def _count_entries(self, now: bool = False) -> None:
+        """Update the entries gauge, at most once per ENTRIES_INTERVAL unless `now`: counting
+        sweeps expired entries out first, too slow to do at every write."""
+        at = time.monotonic()
+        if now or at - self._entries_counted >= ENTRIES_INTERVAL:
+            self._entries_counted = at
+            metrics.CACHE_ENTRIES.set(len(self._cache))
 
     def _flush(self) -> None:
         self._cache.flush()
