@@ -172,28 +172,37 @@ def check_database(settings: Settings, database_url: str) -> None:
 def _check_budget(settings: Settings, connections_allowed: int) -> None:
     """workers x pool max size must fit what is behind DATABASE_URL: the server's
     connections, or, behind a pooler, the pooler's server pool, which must fit the server's.
+    Each worker's listener (read cache, key records) holds one more connection, always direct.
     Through the pooler the facts query still reaches PostgreSQL, so connections_allowed is the
     server's own. Replicas multiply the need; only the operator knows their number
     (docs/operations.md, Running at scale)."""
     needed = settings.workers * settings.pool_max_size
+    listeners = settings.workers if settings.cache or settings.auth == "keys" else 0
     extra = {
         "workers": settings.workers,
         "pool_max_size": settings.pool_max_size,
-        "connections_needed": needed,
+        "connections_needed": needed + listeners,
         "connections_allowed": connections_allowed,
         "pooler_pool_size": settings.pooler_pool_size,
     }
     pooler = settings.pooler_pool_size
-    if pooler is None and needed > connections_allowed:
-        log.warning("workers x pool max size exceeds the server's max_connections", extra=extra)
+    if pooler is None and needed + listeners > connections_allowed:
+        log.warning(
+            "workers x (pool max size + a listener) exceeds the server's max_connections",
+            extra=extra,
+        )
     elif pooler is not None and needed > pooler:
         log.warning(
             "workers x pool max size exceeds the pooler's server pool: requests would queue in "
             "the pooler, past ITEMSAPI_POOL_TIMEOUT's reach",
             extra=extra,
         )
-    elif pooler is not None and pooler > connections_allowed:
-        log.warning("the pooler's server pool exceeds the server's max_connections", extra=extra)
+    elif pooler is not None and pooler + listeners > connections_allowed:
+        log.warning(
+            "the pooler's server pool and the workers' listeners exceed the server's"
+            " max_connections",
+            extra=extra,
+        )
     else:
         log.info("connection budget fits the server", extra=extra)
 

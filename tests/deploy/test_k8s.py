@@ -123,8 +123,8 @@ def test_the_api_goes_through_the_pooler_and_migrations_do_not(resources):
 
 
 def test_the_connection_budget_holds_at_the_autoscalers_maximum(resources):
-    """(HPA max + surge) x workers x pool max <= PgBouncer's pool <= max_connections - reserved,
-    with every pooler pod's pool counted against the database."""
+    """(HPA max + surge) x workers x pool max <= PgBouncer's pool, and every pooler pod's pool
+    plus each worker's direct listener connection <= max_connections - reserved."""
     config = resources["ConfigMap", "itemsapi"]["data"]
     deployment = resources["Deployment", "itemsapi"]
     pods = (resources["HorizontalPodAutoscaler", "itemsapi"]["spec"]["maxReplicas"]
@@ -144,4 +144,5 @@ def test_the_connection_budget_holds_at_the_autoscalers_maximum(resources):
     assert deployment["spec"]["replicas"] <= pods
     assert clients <= pool_size, (clients, pool_size)  # the Service may send all to one pooler
     assert int(config["ITEMSAPI_POOLER_POOL_SIZE"]) == pool_size  # the start check's number
-    assert poolers * pool_size <= allowed, (poolers, pool_size, allowed)
+    listeners = pods * int(config["ITEMSAPI_WORKERS"])  # read cache and key records: direct
+    assert poolers * pool_size + listeners <= allowed, (poolers, pool_size, listeners, allowed)

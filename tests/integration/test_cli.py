@@ -118,10 +118,16 @@ def test_serve_start_check_weighs_the_pools_against_max_connections(clean_db, ca
     (warning,) = _start_check_records(caplog, too_many)
     assert warning.levelno == logging.WARNING
     assert "exceeds" in warning.getMessage()
-    assert (warning.connections_needed, warning.connections_allowed) == (2 * allowed, allowed)
+    # Each worker's listener holds a connection too.
+    assert (warning.connections_needed, warning.connections_allowed) == (2 * allowed + 2, allowed)
 
     caplog.clear()
-    fits = Settings(database_url=clean_db, workers=1, pool_max_size=allowed)
+    one_short = Settings(database_url=clean_db, workers=1, pool_max_size=allowed)
+    (warning,) = _start_check_records(caplog, one_short)
+    assert warning.levelno == logging.WARNING
+
+    caplog.clear()
+    fits = Settings(database_url=clean_db, workers=1, pool_max_size=allowed - 1)
     (info,) = _start_check_records(caplog, fits)
     assert info.levelno == logging.INFO
     assert "fits" in info.getMessage()
