@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from multiprocessing.util import Finalize
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask
 
@@ -33,6 +33,7 @@ from itemsapi.repository import ItemRepository, Page, Row
 from itemsapi.statements import ListQuery
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL = "itemsapi_items"  # the triggers' channel
 CLEAR = "clear"  # payload of POST /cache/clear
@@ -80,24 +81,21 @@ class CachedItemRepository:
 
     def get(self, item_id: int) -> tuple[Row, str]:
         """The item and how it was served; ItemNotFound is never cached."""
-        if self._cache is None:
-            return self._repository.get(item_id), BYPASS
-        self._ring.catch_up(self._apply_server_writes)
-        row, outcome = self._cache.item(item_id, lambda: self._repository.get(item_id))
-        self._lookups["item", outcome].inc()
-        if outcome == MISS:
-            self._count_entries()
-        return row, outcome
+        return self._read("item", item_id, lambda: self._repository.get(item_id))
 
     def list(self, query: ListQuery) -> tuple[Page, str]:
+        return self._read("list", query, lambda: self._repository.list(query))
+
+    def _read(self, region: str, key: Hashable, load: Callable[[], T]) -> tuple[T, str]:
         if self._cache is None:
-            return self._repository.list(query), BYPASS
+            return load(), BYPASS
         self._ring.catch_up(self._apply_server_writes)
-        page, outcome = self._cache.page(query, lambda: self._repository.list(query))
-        self._lookups["list", outcome].inc()
+        lookup = self._cache.item if region == "item" else self._cache.page
+        value, outcome = lookup(key, load)
+        self._lookups[region, outcome].inc()
         if outcome == MISS:
             self._count_entries()
-        return page, outcome
+        return value, outcome
 
     # --- writes: invalidate even when the write raised (it may have committed) ---------------
 
