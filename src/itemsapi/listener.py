@@ -131,11 +131,16 @@ class Listener:
                 log.exception("a listener state callback failed")
 
 
+def wanted(settings: Settings) -> bool:
+    """Whether each worker runs a listener (and so holds one more, direct, connection)."""
+    return settings.cache or settings.auth == "keys"
+
+
 def init_app(app: Flask) -> Listener | None:
     """This worker's listener, when something needs one (the read cache, cached key records);
     subscribers register on it, then start_app starts it."""
     settings: Settings = app.config["SETTINGS"]
-    if not settings.cache and settings.auth != "keys":
+    if not wanted(settings):
         return None
     listener = app.extensions[LISTENER_KEY] = Listener(
         settings.listen_database_url or settings.database_url

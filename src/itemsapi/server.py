@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 from flask import Flask
 
-from itemsapi import cache_sync, db, jsonlog, migrations, start_line
+from itemsapi import cache_sync, db, jsonlog, listener, migrations, start_line
 from itemsapi.config import Settings
 from itemsapi.db import inspect_server
 from itemsapi.errors import DatabaseUnavailable
@@ -177,7 +177,7 @@ def _check_budget(settings: Settings, connections_allowed: int) -> None:
     server's own. Replicas multiply the need; only the operator knows their number
     (docs/operations.md, Running at scale)."""
     needed = settings.workers * settings.pool_max_size
-    listeners = settings.workers if settings.cache or settings.auth == "keys" else 0
+    listeners = settings.workers if listener.wanted(settings) else 0
     extra = {
         "workers": settings.workers,
         "pool_max_size": settings.pool_max_size,
