@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -59,20 +60,20 @@ def problem_type(body: bytes) -> str:
     return json.loads(body)["type"].rsplit(":", 1)[1]
 
 
-def occupy(admission, app, count):
-    """`count` requests held inside the app until the gate opens."""
+@contextmanager
+def occupied(admission, app, count):
+    """`count` requests held inside the app while the block runs (or until the gate opens)."""
     app.gate.clear()
     threads = [threading.Thread(target=call, args=(admission,)) for _ in range(count)]
     for thread in threads:
         thread.start()
     time.sleep(0.1)
-    return threads
-
-
-def release(app, threads):
-    app.gate.set()
-    for thread in threads:
-        thread.join()
+    try:
+        yield
+    finally:
+        app.gate.set()
+        for thread in threads:
+            thread.join()
 
 
 def test_granian_gets_a_thread_for_every_place_admission_gives_and_some_for_the_probes():
@@ -82,8 +83,7 @@ def test_granian_gets_a_thread_for_every_place_admission_gives_and_some_for_the_
 def test_requests_beyond_the_run_slots_and_the_queue_get_503_at_once():
     app = App()
     admission = Admission(app, SETTINGS)
-    held = occupy(admission, app, 3)  # two running, one waiting for a slot
-    try:
+    with occupied(admission, app, 3):  # two running, one waiting for a slot
         started = time.monotonic()
         status, headers, body = call(admission)
         assert time.monotonic() - started < 0.1
@@ -91,30 +91,24 @@ def test_requests_beyond_the_run_slots_and_the_queue_get_503_at_once():
         assert headers["Retry-After"] == "1"
         assert headers["Content-Type"] == "application/problem+json"
         assert problem_type(body) == "overloaded"
-    finally:
-        release(app, held)
 
 
 def test_a_waiting_request_gets_503_after_the_pool_timeout():
     app = App()
     admission = Admission(app, SETTINGS)
-    held = occupy(admission, app, 2)
-    try:
+    with occupied(admission, app, 2):
         started = time.monotonic()
         status, _, body = call(admission)
         assert 0.3 <= time.monotonic() - started < 0.5
         assert (status, problem_type(body)) == (503, "overloaded")
-    finally:
-        release(app, held)
 
 
 def test_a_request_that_waited_for_a_slot_waits_only_the_rest_of_the_pool_timeout():
     app = App()
     admission = Admission(app, SETTINGS)
-    held = occupy(admission, app, 2)
-    threading.Timer(0.1, app.gate.set).start()
-    status, _, _ = call(admission)
-    release(app, held)
+    with occupied(admission, app, 2):
+        threading.Timer(0.1, app.gate.set).start()
+        status, _, _ = call(admission)
     assert status == 200
     assert app.wait_left[:2] == [None, None]  # took a free slot: the pool's own timeout
     assert 0.05 < app.wait_left[2] < 0.25
@@ -124,12 +118,9 @@ def test_a_request_that_waited_for_a_slot_waits_only_the_rest_of_the_pool_timeou
 def test_probes_and_metrics_are_never_refused(path):
     app = App()
     admission = Admission(app, SETTINGS)
-    held = occupy(admission, app, 3)
-    try:
+    with occupied(admission, app, 3):
         app.gate.set()  # the probe itself does not block; the slots stay taken
         assert call(admission, path)[0] == 200
-    finally:
-        release(app, held)
 
 
 def test_a_chunked_body_is_read_whole_and_handed_on_with_its_length():
