@@ -1,7 +1,8 @@
 #!/bin/bash
 # cpu.sh <iface> <target> <port> : CPU time of the Granian worker per request
 cd "$(dirname "$0")"
-/work/wt-bodies/.venv/bin/granian --interface $1 --port $3 --workers 1 $2 > /tmp/granian-bodies-c3.log 2>&1 & GP=$!
+V=${VENV:-$(cd ../.. && pwd)/.venv}/bin  # the project's virtualenv unless VENV names another
+$V/granian --interface $1 --port $3 --workers 1 $2 > /tmp/granian-bodies-c3.log 2>&1 & GP=$!
 sleep 1.5
 W=$(pgrep -P $GP | head -1)
 tick=$(getconf CLK_TCK)

@@ -48,8 +48,9 @@ async def app(scope, proto):
     body = b""
     if scope.headers.get("content-length", "0") != "0" or "transfer-encoding" in scope.headers:
         try:
-            body = await asyncio.wait_for(proto(), DEADLINE)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(DEADLINE):
+                body = await proto()
+        except TimeoutError:
             proto.response_bytes(408, [("content-type", "text/plain"), ("connection", "close")], b"timeout")
             return
     status, headers, data = await asyncio.get_running_loop().run_in_executor(_pool, _run, _environ(scope, body))

@@ -1,9 +1,9 @@
 #!/bin/bash
 # paired.sh <kind GET|POST> <rounds>: WSGI and the RSGI front at once, each with its own wrk; CPU us/req of each worker
 cd "$(dirname "$0")"
-V=/work/wt-bodies/.venv/bin
+V=${VENV:-$(cd ../.. && pwd)/.venv}/bin  # the project's virtualenv unless VENV names another
 $V/granian --interface wsgi --port 19310 --workers 1 flaskapp:app > /tmp/granian-bodies-p1.log 2>&1 & A=$!
-$V/granian --interface rsgi --port 19311 --workers 1 front2:app > /tmp/granian-bodies-p2.log 2>&1 & B=$!
+$V/granian --interface rsgi --port 19311 --workers 1 front:app > /tmp/granian-bodies-p2.log 2>&1 & B=$!
 sleep 2
 WA=$(pgrep -P $A | head -1); WB=$(pgrep -P $B | head -1); tick=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' /proc/$1/stat; }
