@@ -9,7 +9,8 @@ lets item requests hold (`granian_threads`), and this wrapper decides per reques
 
 - the probes and /metrics pass straight through: they run on the threads kept free for them;
 - a request with a body has it read first (bodies.BodyReader: whole, with a size limit, at
-  most `max_body_reads` at once), so that a slow client never holds a run slot;
+  most `max_body_reads` at once, `max_body_reads_per_client` of them for one client address),
+  so that a slow client never holds a run slot;
 - then it needs one of `blocking_threads` run slots; when none is free it waits for one, at
   most the pool timeout, if fewer than `max_queued` are already waiting; else, or when the wait
   runs out, it gets 503 + Retry-After (Overloaded) at once.
@@ -60,7 +61,9 @@ class Admission:
         self._running = threading.Semaphore(settings.blocking_threads)
         self._queue_places = threading.Semaphore(settings.max_queued)
         self._wait = settings.pool_timeout
-        self._bodies = BodyReader(settings.max_body_bytes, settings.max_body_reads)
+        self._bodies = BodyReader(
+            settings.max_body_bytes, settings.max_body_reads, settings.max_body_reads_per_client
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in EXEMPT_PATHS:

@@ -100,8 +100,10 @@ class Settings(BaseSettings):
     database_password_file: Path | None = None
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    # Request bodies a worker reads at once; a body beyond them gets 503 (bodies.py).
+    # Request bodies a worker reads at once, in all and from one client address; a body beyond
+    # them gets 503 (bodies.py).
     max_body_reads: Annotated[int, Field(ge=1)] = 32
+    max_body_reads_per_client: Annotated[int, Field(ge=1)] = 8
 
     # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
     cache: bool = True

@@ -23,24 +23,27 @@ class Answer:
 
 
 async def request(
-    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 20
-) -> Answer:
-    """One request on a new connection (Connection: close), timed from connect to last byte,
-    with the server's key (tests/e2e/conftest.py) as http() sends it."""
+    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 20,
+    source: str = "127.0.0.1",
+) -> Answer:  # fmt: skip
+    """One request on a new connection (Connection: close) from the loopback address `source`,
+    timed from connect to last byte, with the server's key (tests/e2e/conftest.py) as http()
+    sends it."""
     token_of = TOKENS.get(f"http://127.0.0.1:{port}")
     token = token_of() if token_of else None
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     started = time.perf_counter()
     try:
-        return await asyncio.wait_for(_exchange(port, method, path, body, auth, started), timeout)
+        exchange = _exchange(port, method, path, body, auth, started, source)
+        return await asyncio.wait_for(exchange, timeout)
     except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
         return Answer(0, time.perf_counter() - started)
 
 
 async def _exchange(
-    port: int, method: str, path: str, body: bytes | None, auth: str, started: float
+    port: int, method: str, path: str, body: bytes | None, auth: str, started: float, source: str
 ) -> Answer:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     try:
         head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}"
         if body is not None:

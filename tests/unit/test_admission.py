@@ -166,3 +166,25 @@ def test_a_body_beyond_the_busy_readers_gets_503_unread():
         slow.arrived.set()
         reader.join()
     assert call(admission, body=b"{}")[0] == 200  # the reader is free again
+
+
+def test_one_client_address_cannot_take_every_body_reader():
+    admission = Admission(App(), SETTINGS.replace(max_body_reads=4, max_body_reads_per_client=2))
+    slow = SlowStream()
+    env = {"wsgi.input": slow, "CONTENT_LENGTH": "2", "REMOTE_ADDR": "10.0.0.1"}
+    readers = [
+        threading.Thread(target=call, args=(admission,), kwargs={"body": b"", **env})
+        for _ in range(2)
+    ]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.1)
+    try:
+        status, _, body = call(admission, body=b"{}", REMOTE_ADDR="10.0.0.1")
+        assert (status, problem_type(body)) == (503, "overloaded")
+        assert call(admission, body=b"{}", REMOTE_ADDR="10.0.0.2")[0] == 200  # another client
+    finally:
+        slow.arrived.set()
+        for reader in readers:
+            reader.join()
+    assert call(admission, body=b"{}", REMOTE_ADDR="10.0.0.1")[0] == 200  # its readers are free
