@@ -169,6 +169,17 @@ def api_backends(database_url: str, *, waiting_on_lock: bool = False) -> list[in
         return [pid for (pid,) in conn.execute(query)]
 
 
+def make_certificate(folder: Path) -> None:
+    """A throwaway self-signed certificate and key, `tls_certificate` and `tls_key` in `folder`:
+    what compose.prod.yaml's secrets hold."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(folder / "tls_key"),
+         "-out", str(folder / "tls_certificate")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

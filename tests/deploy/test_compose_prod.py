@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import ROOT
+from tests.helpers import make_certificate
 
 NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 
@@ -29,12 +30,7 @@ def nginx_check(conf_text: str, folder: Path) -> subprocess.CompletedProcess:
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx is None:
         pytest.fail("nginx is missing: run `make tools` (make test does)")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(folder / "tls_key"),
-         "-out", str(folder / "tls_certificate")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    make_certificate(folder)
     conf = folder / "nginx.conf"
     conf.write_text(conf_text.replace("/run/secrets/", f"{folder}/"))
     return subprocess.run(
