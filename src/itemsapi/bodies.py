@@ -5,11 +5,12 @@ has sent the bytes asked for, however long that takes: neither Granian nor hyper
 a body may take. It cannot be bounded from here either: answering a request while another thread
 is still blocked reading its body stalls the whole Granian 2.8 worker (every later request
 hangs), so a read can only end by the client sending or going away. What is bounded instead is
-how many threads slow bodies can hold: at most `max_reads` per worker read at once, at most
-`max_reads_per_client` of them for one client address, and a body that finds no reader free
-gets 503 + Retry-After without being read (Granian then closes the connection). So one client
-stalling its bodies cannot keep the others from writing, and threads and run slots of the
-other requests, and the probes, are not affected. (Behind a proxy every client has the proxy's
+how many threads slow bodies can hold: at most `max_reads` per worker read at once, and once
+half of them are busy, at most `max_reads_per_client` for one client address; a body that finds
+no reader it may take gets 503 + Retry-After without being read (Granian then closes the
+connection). So one client stalling its bodies holds at most half the readers and cannot keep
+the others from writing; threads and run slots of the other requests, and the probes, are not
+affected. (Behind a proxy every client has the proxy's
 address: there a buffering proxy is what bounds slow bodies, docs/operations.md.)
 
 The body is read here, before the app sees the request, so that a chunked body (which reaches
@@ -36,10 +37,11 @@ def declares_body(environ: dict[str, Any]) -> bool:
 class BodyReader:
     def __init__(self, max_bytes: int, max_reads: int, max_reads_per_client: int) -> None:
         self._max_bytes = max_bytes
-        self._free_readers = threading.Semaphore(max_reads)
+        self._max_reads = max_reads
         self._per_client = max_reads_per_client
+        self._lock = threading.Lock()
+        self._busy = 0  # bodies being read
         self._reading: Counter[str] = Counter()  # client address -> its bodies being read
-        self._reading_lock = threading.Lock()
 
     def buffer(self, environ: dict[str, Any]) -> None:
         """Replace `wsgi.input` with the whole body, or raise the error to answer with."""
@@ -47,17 +49,13 @@ class BodyReader:
         if declared is not None and declared > self._max_bytes:
             raise BodyTooLarge(self._max_bytes)
         client = environ.get("REMOTE_ADDR", "")
-        with self._reading_lock:
-            if self._reading[client] >= self._per_client:
-                raise Overloaded("this client's bodies already take every reader it may have")
-            self._reading[client] += 1
+        self._take_reader(client)
         try:
-            body = self._read(environ, declared)
+            # Granian's read(n) returns once n bytes have come, or fewer at the body's end.
+            wanted = declared if declared is not None else self._max_bytes + 1
+            body = bytes(environ["wsgi.input"].read(wanted))
         finally:
-            with self._reading_lock:
-                self._reading[client] -= 1
-                if not self._reading[client]:
-                    del self._reading[client]
+            self._give_back_reader(client)
         if len(body) > self._max_bytes:
             raise BodyTooLarge(self._max_bytes)
         if declared is not None and len(body) < declared:
@@ -67,15 +65,24 @@ class BodyReader:
         # werkzeug ignores CONTENT_LENGTH on a chunked request; the body is no longer chunked.
         environ.pop("HTTP_TRANSFER_ENCODING", None)
 
-    def _read(self, environ: dict[str, Any], declared: int | None) -> bytes:
-        if not self._free_readers.acquire(blocking=False):
-            raise Overloaded("every body reader is busy")
-        try:
-            # Granian's read(n) returns once n bytes have come, or fewer at the body's end.
-            wanted = declared if declared is not None else self._max_bytes + 1
-            return bytes(environ["wsgi.input"].read(wanted))
-        finally:
-            self._free_readers.release()
+    def _take_reader(self, client: str) -> None:
+        # A client's share is enforced only once half the readers are busy: under a burst of
+        # ordinary uploads from one address (a proxy, a load test) reads overlap for a moment
+        # under the GIL, and refusing those would be refusing ordinary load.
+        with self._lock:
+            if self._busy >= self._max_reads:
+                raise Overloaded("every body reader is busy")
+            if self._reading[client] >= self._per_client and self._busy * 2 >= self._max_reads:
+                raise Overloaded("this client already holds its share of the body readers")
+            self._busy += 1
+            self._reading[client] += 1
+
+    def _give_back_reader(self, client: str) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._reading[client] -= 1
+            if not self._reading[client]:
+                del self._reading[client]
 
 
 def _declared_length(environ: dict[str, Any]) -> int | None:

@@ -145,8 +145,10 @@ def test_a_body_shorter_than_declared_gets_400():
 class SlowStream:
     def __init__(self) -> None:
         self.arrived = threading.Event()
+        self.reads = 0
 
     def read(self, size=-1):
+        self.reads += 1
         self.arrived.wait(10)
         return b"{}"
 
@@ -169,7 +171,9 @@ def test_a_body_beyond_the_busy_readers_gets_503_unread():
 
 
 def test_one_client_address_cannot_take_every_body_reader():
-    admission = Admission(App(), SETTINGS.replace(max_body_reads=4, max_body_reads_per_client=2))
+    # 4 readers, 1 per client once half are busy: one address may take 2 (while half are
+    # free), then only others are read.
+    admission = Admission(App(), SETTINGS.replace(max_body_reads=4, max_body_reads_per_client=1))
     slow = SlowStream()
     env = {"wsgi.input": slow, "CONTENT_LENGTH": "2", "REMOTE_ADDR": "10.0.0.1"}
     readers = [
@@ -180,6 +184,7 @@ def test_one_client_address_cannot_take_every_body_reader():
         reader.start()
     time.sleep(0.1)
     try:
+        assert slow.reads == 2  # both taken: beyond its share while half the readers were free
         status, _, body = call(admission, body=b"{}", REMOTE_ADDR="10.0.0.1")
         assert (status, problem_type(body)) == (503, "overloaded")
         assert call(admission, body=b"{}", REMOTE_ADDR="10.0.0.2")[0] == 200  # another client
