@@ -27,7 +27,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     ITEMSAPI_HOST=0.0.0.0 \
     ITEMSAPI_PORT=8000 \
     ITEMSAPI_WORKERS=2 \
-    ITEMSAPI_BLOCKING_THREADS=8 \
+    ITEMSAPI_BLOCKING_THREADS=16 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics
 RUN groupadd --system --gid 10001 itemsapi \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin itemsapi

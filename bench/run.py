@@ -37,7 +37,7 @@ from itemsapi.auth.keys import create_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PRODUCTION_ENV = {"ITEMSAPI_WORKERS": "2", "ITEMSAPI_BLOCKING_THREADS": "8"}  # as the Dockerfile
+PRODUCTION_ENV = {"ITEMSAPI_WORKERS": "2", "ITEMSAPI_BLOCKING_THREADS": "16"}  # as the Dockerfile
 # The row pgbench inserts, as the API would be sent it.
 PGBENCH_ROW = {"name": "bench", "description": "created by pgbench", "price": 9.5, "quantity": 3,
                "attributes": {"k": "v"}}  # fmt: skip

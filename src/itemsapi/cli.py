@@ -61,7 +61,7 @@ def main() -> None:
 @click.option(
     "--blocking-threads",
     type=int,
-    help=f"Item requests a worker runs at once [env {env_name('blocking_threads')}; 8].",
+    help=f"Item requests a worker runs at once [env {env_name('blocking_threads')}; 16].",
 )
 def serve(
     host: str | None, port: int | None, workers: int | None, blocking_threads: int | None

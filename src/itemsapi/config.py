@@ -76,7 +76,7 @@ class Settings(BaseSettings):
 
     # Pool sizing and timeouts (seconds). One pool per server process.
     pool_min_size: Annotated[int, Field(ge=0)] = 2
-    pool_max_size: int = 8
+    pool_max_size: int = 16
     pool_timeout: Positive = 2.0
     pool_max_idle: Positive = 300.0
     pool_max_lifetime: Positive = 1800.0
@@ -100,8 +100,8 @@ class Settings(BaseSettings):
     database_password_file: Path | None = None
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    # Request bodies a worker reads at once, in all and from one client address; a body beyond
-    # them gets 503 (bodies.py).
+    # Request bodies a worker reads at once, and what one client address may hold of them once
+    # half are busy; a body beyond them gets 503 (bodies.py).
     max_body_reads: Annotated[int, Field(ge=1)] = 32
     max_body_reads_per_client: Annotated[int, Field(ge=1)] = 8
 
@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # Item requests a worker runs at once (as many as its pool has connections), and how many
     # more may wait for one of those slots (each at most pool_timeout) before further ones get
     # 503 at once. Granian gets more threads than that (admission.granian_threads).
-    blocking_threads: Annotated[int, Field(ge=1)] = 8
+    blocking_threads: Annotated[int, Field(ge=1)] = 16
     max_queued: Annotated[int, Field(ge=0)] = 32
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
     shutdown_timeout: Annotated[int, Field(ge=1)] = 10

@@ -54,12 +54,24 @@ class RequestTelemetry:
             return start_response(status, headers, exc_info)
 
         try:
-            return self.wsgi_app(environ, start)
+            return _whole(self.wsgi_app(environ, start))
         finally:
             request_id.reset(token)
             if status_line is not None:
                 seconds = time.perf_counter() - started
                 _record(environ, rule, status_line, response_headers, seconds, current)
+
+
+def _whole(body: Iterable[bytes]) -> list[bytes]:
+    """The response body as a list of one piece: Granian sends a list at once, while an iterator
+    (what werkzeug returns) goes to the client chunk by chunk, each handed between threads. No
+    route here streams."""
+    try:
+        return [b"".join(body)]
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
 
 
 def _new_request_id() -> str:
