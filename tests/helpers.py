@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 from flask.testing import FlaskClient
 
 from itemsapi import embedded, migrations
@@ -167,6 +169,14 @@ def api_backends(database_url: str, *, waiting_on_lock: bool = False) -> list[in
         query += " AND wait_event_type = 'Lock'"
     with psycopg.connect(database_url) as conn:
         return [pid for (pid,) in conn.execute(query)]
+
+
+def require_program(name: str) -> str:
+    """The path of a program `make tools` installs (Debian puts some in /usr/sbin)."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin")
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make tools`")
+    return path
 
 
 def make_certificate(folder: Path) -> None:

@@ -10,8 +10,7 @@ lets item requests hold (`granian_threads`), and this wrapper decides per reques
 - the probes and /metrics pass straight through: they run on the threads kept free for them;
 - a request with a body has it read first (bodies.BodyReader: whole, with a size limit, at
   most `max_body_reads` at once, and `max_body_reads_per_client` for one client address once
-  half are busy),
-  so that a slow client never holds a run slot;
+  half are busy), so that a slow client never holds a run slot;
 - then it needs one of `blocking_threads` run slots; when none is free it waits for one, at
   most the pool timeout, if fewer than `max_queued` are already waiting; else, or when the wait
   runs out, it gets 503 + Retry-After (Overloaded) at once.

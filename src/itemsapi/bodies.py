@@ -10,8 +10,8 @@ half of them are busy, at most `max_reads_per_client` for one client address; a 
 no reader it may take gets 503 + Retry-After without being read (Granian then closes the
 connection). So one client stalling its bodies holds at most half the readers and cannot keep
 the others from writing; threads and run slots of the other requests, and the probes, are not
-affected. (Behind a proxy every client has the proxy's
-address: there a buffering proxy is what bounds slow bodies, docs/operations.md.)
+affected. (Behind a proxy every client has the proxy's address: there a buffering proxy is
+what bounds slow bodies, docs/operations.md.)
 
 The body is read here, before the app sees the request, so that a chunked body (which reaches
 werkzeug as an empty one: it has no CONTENT_LENGTH) is read too, and one over `max_bytes` gets

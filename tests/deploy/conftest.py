@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"  # compose.prod.yaml's proxy
 
 
 def require_tool(path: Path) -> Path:

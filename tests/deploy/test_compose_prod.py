@@ -5,7 +5,6 @@ properties production relies on."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT
-from tests.helpers import make_certificate
-
-NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+from tests.deploy.conftest import NGINX_CONF, ROOT
+from tests.helpers import make_certificate, require_program
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +24,7 @@ def prod() -> dict[str, Any]:
 def nginx_check(conf_text: str, folder: Path) -> subprocess.CompletedProcess:
     """`nginx -t` on the configuration, its secrets (/run/secrets) replaced by a fresh
     self-signed certificate in `folder`."""
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if nginx is None:
-        pytest.fail("nginx is missing: run `make tools` (make test does)")
+    nginx = require_program("nginx")
     make_certificate(folder)
     conf = folder / "nginx.conf"
     conf.write_text(conf_text.replace("/run/secrets/", f"{folder}/"))

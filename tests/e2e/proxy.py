@@ -12,12 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.deploy.conftest import NGINX_CONF
 from tests.e2e.crowd import Answer, parse
-from tests.e2e.topology import require_program
-from tests.helpers import free_port, make_certificate
-
-ROOT = Path(__file__).resolve().parents[2]
-NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
+from tests.helpers import free_port, make_certificate, require_program, wait_until
 
 
 def render(text: str, folder: Path, plain_port: int, tls_port: int, api_port: int) -> str:
@@ -61,12 +58,14 @@ class Nginx:
             self.process = subprocess.Popen(
                 [*command, "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if asyncio.run(request(self.tls_port, "GET", "/live", timeout=2)).status == 200:
-                return self
-            time.sleep(0.1)
-        raise AssertionError("nginx did not answer /live:\n" + self.log_path.read_text())
+        try:
+            wait_until(self._answers, 10, "nginx to answer /live")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_path.read_text()}") from None
+        return self
+
+    def _answers(self) -> bool:
+        return asyncio.run(request(self.tls_port, "GET", "/live", timeout=2)).status == 200
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.e2e.proxy import NGINX_CONF, Nginx, client_address, connect, request
+from tests.deploy.conftest import NGINX_CONF
+from tests.e2e.proxy import Nginx, client_address, connect, request
 from tests.e2e.test_overload import port_of
 from tests.helpers import item_payload
 

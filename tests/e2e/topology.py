@@ -10,24 +10,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from itemsapi import migrations
-from tests.helpers import SERVICE_USER, Cluster, free_port, wait_until
+from tests.helpers import SERVICE_USER, Cluster, free_port, require_program, wait_until
 
 APP_ROLE = "itemsapi"
 STATEMENT_TIMEOUT_MS = 1000
-
-
-def require_program(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin")
-    if path is None:
-        pytest.fail(f"{name} is not installed: run `make tools`")
-    return path
 
 
 def prepare_database(cluster: Cluster) -> str:
@@ -188,14 +179,15 @@ class HAProxy:
             self.process = subprocess.Popen(
                 [haproxy, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("haproxy did not listen:\n" + self.log_path.read_text())
+        try:
+            wait_until(self._listening, 10, "haproxy to listen")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_path.read_text()}") from None
+        return self
+
+    def _listening(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):  # OSError: not yet
+            return True
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
