@@ -123,10 +123,11 @@ def run_at_once(action: Callable[[], object], times: int, timeout: float = 60) -
 
 
 def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
-) -> None:
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1,
+    log: Path | None = None,
+) -> None:  # fmt: skip
     """Until `predicate` holds, asking every `interval` seconds; a refused or reset request
-    (OSError) counts as "not yet"."""
+    (OSError) counts as "not yet". On timeout the error quotes `log` (a process's output)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -135,7 +136,8 @@ def wait_until(
         except OSError:
             pass
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    output = f":\n{log.read_text()}" if log is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{output}")
 
 
 def make_the_schema_fail(database_url: str) -> None:

@@ -58,10 +58,7 @@ class Nginx:
             self.process = subprocess.Popen(
                 [*command, "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT
             )
-        try:
-            wait_until(self._answers, 10, "nginx to answer /live")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{self.log_path.read_text()}") from None
+        wait_until(self._answers, 10, "nginx to answer /live", log=self.log_path)
         return self
 
     def _answers(self) -> bool:

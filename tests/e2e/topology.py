@@ -179,10 +179,7 @@ class HAProxy:
             self.process = subprocess.Popen(
                 [haproxy, "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT
             )
-        try:
-            wait_until(self._listening, 10, "haproxy to listen")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}:\n{self.log_path.read_text()}") from None
+        wait_until(self._listening, 10, "haproxy to listen", log=self.log_path)
         return self
 
     def _listening(self) -> bool:
