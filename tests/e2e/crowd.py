@@ -32,27 +32,35 @@ async def request(
     token_of = TOKENS.get(f"http://127.0.0.1:{port}")
     token = token_of() if token_of else None
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     started = time.perf_counter()
-    try:
-        exchange = _exchange(port, method, path, body, auth, started, source)
-        return await asyncio.wait_for(exchange, timeout)
-    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-        return Answer(0, time.perf_counter() - started)
+    connection = asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    return await within(exchange(connection, head, body or b"", started), timeout, started)
 
 
-async def _exchange(
-    port: int, method: str, path: str, body: bytes | None, auth: str, started: float, source: str
-) -> Answer:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+async def exchange(
+    connection: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    head: str, body: bytes, started: float,
+) -> Answer:  # fmt: skip
+    """Send one request (`head`: its request line and header lines) on a new connection and
+    read the answer to the end."""
+    reader, writer = await connection
     try:
-        head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{auth}"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        writer.write(head.encode() + b"\r\n" + (body or b""))
+        writer.write(head.encode() + b"\r\n" + body)
         await writer.drain()
         return parse(await reader.read(), started)
     finally:
         writer.close()
+
+
+async def within(answer: Awaitable[Answer], timeout: float, started: float) -> Answer:
+    """The answer, or status 0 when none came in time (refused, reset, unreadable, too slow)."""
+    try:
+        return await asyncio.wait_for(answer, timeout)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+        return Answer(0, time.perf_counter() - started)
 
 
 def parse(raw: bytes, started: float) -> Answer:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tests.deploy.conftest import NGINX_CONF
-from tests.e2e.crowd import Answer, parse
+from tests.e2e.crowd import Answer, exchange, within
 from tests.helpers import free_port, make_certificate, require_program, wait_until
 
 
@@ -96,18 +96,5 @@ async def request(
 ) -> Answer:  # fmt: skip
     """One request over TLS on a new connection, `head` being extra header lines."""
     started = time.perf_counter()
-
-    async def exchange() -> Answer:
-        reader, writer = await connect(port, source)
-        try:
-            lines = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{head}"
-            writer.write(lines.encode() + b"\r\n" + body)
-            await writer.drain()
-            return parse(await reader.read(), started)
-        finally:
-            writer.close()
-
-    try:
-        return await asyncio.wait_for(exchange(), timeout)
-    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, ssl.SSLError):
-        return Answer(0, time.perf_counter() - started)
+    lines = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{head}"
+    return await within(exchange(connect(port, source), lines, body, started), timeout, started)

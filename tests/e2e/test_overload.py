@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 POOL_TIMEOUT = 2.0  # the defaults: ITEMSAPI_POOL_TIMEOUT, _STATEMENT_TIMEOUT_MS, _READY_TIMEOUT
 STATEMENT_TIMEOUT = 5.0
 READY_TIMEOUT = 1.0
+WORKERS = 2
 BODY_READS = 32  # the default ITEMSAPI_MAX_BODY_READS, per worker; one client holds half at most
 RUN_SLOTS = 16
 LIVE_BOUND = 1.0
@@ -31,7 +32,7 @@ MEMORY_BOUND = 600 * 1024 * 1024  # all three processes together
 
 @pytest.fixture
 def server(cluster, start_server):
-    server = start_server(cluster.url, "--workers", "2")
+    server = start_server(cluster.url, "--workers", str(WORKERS))
     assert http("POST", f"{server.url}/v1/items", item_payload()).status == 201
     return server
 
@@ -168,8 +169,8 @@ def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(serve
     # A slow body holds one of its worker's body readers until the client sends or leaves, and
     # one client may hold half of them at most; every body beyond was refused at once, unread.
     assert set(slow_statuses) <= {0, 503}, sorted(set(slow_statuses))
-    assert figures["slow_still_reading"] <= 2 * BODY_READS // 2
-    assert figures["slow_503"] >= 200 - 2 * BODY_READS // 2
+    assert figures["slow_still_reading"] <= WORKERS * BODY_READS // 2
+    assert figures["slow_503"] >= 200 - WORKERS * BODY_READS // 2
 
 
 def _status_of(sock: socket.socket) -> int:
@@ -223,6 +224,6 @@ def test_a_frozen_database_sheds_load_and_service_returns_on_thaw(server, cluste
     report("frozen database", probes, memory, figures)
     check_probes(probes, ready_may_fail=True)
     assert any(a.status == 503 for a in probes.ready)
-    assert len(hung) <= 2 * RUN_SLOTS
+    assert len(hung) <= WORKERS * RUN_SLOTS
     assert figures["503_overloaded_max_s"] < POOL_TIMEOUT + 1
     assert_full_service(server)
