@@ -14,6 +14,7 @@ import pytest
 from itemsapi.admission import Admission, granian_threads
 from itemsapi.config import Settings
 from itemsapi.repository import pool_wait_left
+from tests.helpers import wait_until
 
 SETTINGS = Settings(
     database_url="postgresql://u@h/db",
@@ -159,8 +160,8 @@ def test_a_body_beyond_the_busy_readers_gets_503_unread():
     env = {"wsgi.input": slow, "CONTENT_LENGTH": "2"}
     reader = threading.Thread(target=call, args=(admission,), kwargs={"body": b"", **env})
     reader.start()
-    time.sleep(0.1)
     try:
+        wait_until(lambda: slow.reads == 1, 10, "the slow body to hold the reader")
         status, headers, body = call(admission, body=b"{}")
         assert (status, problem_type(body)) == (503, "overloaded")
         assert headers["Retry-After"] == "1"
@@ -182,9 +183,9 @@ def test_one_client_address_cannot_take_every_body_reader():
     ]
     for reader in readers:
         reader.start()
-    time.sleep(0.1)
     try:
-        assert slow.reads == 2  # both taken: beyond its share while half the readers were free
+        # Both taken: beyond its share while half the readers were free.
+        wait_until(lambda: slow.reads == 2, 10, "both slow bodies to hold a reader")
         status, _, body = call(admission, body=b"{}", REMOTE_ADDR="10.0.0.1")
         assert (status, problem_type(body)) == (503, "overloaded")
         assert call(admission, body=b"{}", REMOTE_ADDR="10.0.0.2")[0] == 200  # another client
