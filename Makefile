@@ -22,7 +22,7 @@ test: $(VENV)/.dev tools
 
 # The benchmark (not a test): see docs/performance.md.
 bench: $(VENV)/.dev wrk
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 # Two builds side by side, for measuring a change: make paired BASE=main [SCENARIO=post]
 paired: $(VENV)/.dev wrk

@@ -23,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from itemsapi import db, embedded, migrations
+from bench.product import pgbench
+from itemsapi.db import migrations
+from itemsapi.serve import embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 INSERT = (
@@ -47,7 +49,8 @@ def fresh(server: str, name: str, with_triggers: bool) -> str:
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    db.apply_schema(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(migrations.baseline_path().read_text())
     if with_triggers:
         migrations.migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -57,7 +60,7 @@ def fresh(server: str, name: str, with_triggers: bool) -> str:
 
 def tps(url: str, script: Path, args: argparse.Namespace, options: str = "") -> float:
     out = subprocess.run(
-        [embedded.program("pgbench"), "-n", "-c", str(args.clients), "-j", "2",
+        [pgbench(), "-n", "-c", str(args.clients), "-j", "2",
          "-T", str(args.seconds), "-M", "prepared", "-f", str(script), url],
         capture_output=True, text=True, check=True, env={**os.environ, "PGOPTIONS": options},
     ).stdout  # fmt: skip

@@ -20,10 +20,8 @@ import subprocess
 import sys
 import time
 
-import psycopg
-
+from bench.product import new_token
 from bench.run import free_port, wait_for
-from itemsapi.auth.keys import create_key
 
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, token: str,
@@ -42,8 +40,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=200)
     args = parser.parse_args()
     url = os.environ["DATABASE_URL"]
-    with psycopg.connect(url, autocommit=True) as conn:
-        token = create_key(conn, "replica-lag", ["read", "write"])[1]
+    token = new_token(url, "replica-lag", ["read", "write"])
     ports = [free_port(), free_port()]
     servers = [
         subprocess.Popen(

@@ -31,9 +31,12 @@ import psycopg
 from psycopg import ClientCursor, sql
 from psycopg.types.json import Jsonb
 
-from itemsapi import embedded, migrations, pagination, statements
-from itemsapi.auth import SCOPES
-from itemsapi.auth.keys import create_key
+from bench.product import new_token
+from bench.product import pgbench as pgbench_program
+from itemsapi.auth.scopes import SCOPES
+from itemsapi.db import migrations, statements
+from itemsapi.serve import embedded
+from itemsapi.web import pagination
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -103,8 +106,7 @@ def load(url: str, rows: int) -> None:
     progress bar, and a key with every scope that wrk sends (BENCH_TOKEN; access control is on,
     as by default)."""
     migrations.migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        os.environ["BENCH_TOKEN"] = create_key(conn, "bench", list(SCOPES))[1]
+    os.environ["BENCH_TOKEN"] = new_token(url, "bench", list(SCOPES))
     rng = random.Random(42)
     started = time.perf_counter()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
@@ -149,7 +151,7 @@ def pgbench_statements(url: str) -> tuple[str, str]:
 
 
 def pgbench(url: str, statement: str, args: argparse.Namespace) -> dict:
-    binary = shutil.which("pgbench") or embedded.program("pgbench")
+    binary = pgbench_program()
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
         script.write(f"\\set id random(1, {args.rows})\n{statement}\n")
     clients = int(PRODUCTION_ENV["ITEMSAPI_WORKERS"]) * int(

@@ -19,10 +19,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from psycopg import sql as pgsql
 
-from itemsapi import embedded, migrations
 from itemsapi.app import close_app, create_app
-from itemsapi.auth import SCOPES
-from itemsapi.auth.keys import create_key
+from itemsapi.auth.scopes import SCOPES
+from itemsapi.db import migrations
+from itemsapi.serve import embedded
+from tests.helpers import create_key
 
 POSTGRES_IMAGE = "postgres:18"
 

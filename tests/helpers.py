@@ -4,6 +4,8 @@ on 127.0.0.1, so that its URL survives a restart)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import pwd
@@ -11,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +26,8 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
-from itemsapi import embedded, migrations
+from itemsapi.auth.keys import digest, new_token
+from itemsapi.db import migrations
 
 
 def item_payload(**overrides: Any) -> dict[str, Any]:
@@ -201,6 +205,55 @@ def free_port() -> int:
 SERVICE_USER = "pgserver"  # PostgreSQL refuses to run as root
 
 
+def create_key(conn: psycopg.Connection, name: str, scopes: list[str]) -> tuple[str, str]:
+    """A key made behind the API's back, as an operator's SQL would: (key id, token)."""
+    key_id, token = new_token()
+    conn.execute(
+        "INSERT INTO api_keys (id, name, scopes, token_sha256) VALUES (%s, %s, %s, %s)",
+        (key_id, name, scopes, digest(token)),
+    )
+    return key_id, token
+
+
+def revoke_key(conn: psycopg.Connection, key_id: str) -> None:
+    conn.execute("UPDATE api_keys SET revoked_at = now() WHERE id = %s", (key_id,))
+
+
+def apply_baseline(database_url: str) -> None:
+    """Run sql/init.sql alone, as the postgres image does on an empty volume."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(migrations.baseline_path().read_text())
+
+
+@functools.cache
+def pg_bin() -> Path:
+    """The folder of the PostgreSQL programs the pgserver wheel ships (initdb, pg_ctl, psql,
+    pgbench...). As root, clusters run as SERVICE_USER, who may not reach into the checkout
+    (under /root, or a folder made by mktemp -d): they get a copy in the temporary folder, laid
+    out as in site-packages (the programs find their libraries at ../../../pgserver.libs)."""
+    import pgserver
+
+    site = Path(pgserver.__file__).parent.parent
+    if os.geteuid() != 0:
+        return site / "pgserver" / "pginstall" / "bin"
+    postgres = site / "pgserver" / "pginstall" / "bin" / "postgres"
+    stamp = f"{postgres.stat().st_size}-{int(postgres.stat().st_mtime)}"
+    copy = Path(tempfile.gettempdir()) / f"itemsapi-pginstall-{stamp}"
+    if not copy.is_dir():
+        partial = Path(tempfile.mkdtemp(prefix="itemsapi-pginstall-"))
+        partial.chmod(0o755)
+        shutil.copytree(site / "pgserver" / "pginstall", partial / "pgserver" / "pginstall")
+        shutil.copytree(site / "pgserver.libs", partial / "pgserver.libs")
+        with contextlib.suppress(OSError):  # another test process made it first
+            partial.rename(copy)
+        shutil.rmtree(partial, ignore_errors=True)
+    return copy / "pgserver" / "pginstall" / "bin"
+
+
+def pg_program(name: str) -> str:
+    return str(pg_bin() / name)
+
+
 def _as_service_user() -> dict:
     if os.geteuid() != 0:
         return {}
@@ -222,7 +275,7 @@ class Cluster:
 
     def _bin(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [embedded.program(name), *args],
+            [pg_program(name), *args],
             capture_output=True, text=True, timeout=60, check=check, **self._run_as,
         )  # fmt: skip
 

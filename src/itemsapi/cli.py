@@ -1,6 +1,9 @@
-"""The `itemsapi` command: click commands only. `serve` runs the API (server.py), `migrate`
-brings the schema up to date (migrations.py); each uses the embedded PostgreSQL when
-DATABASE_URL is unset."""
+"""The `itemsapi` command: click commands only. `serve` runs the API (serve/server.py),
+`migrate` brings the schema up to date (db/migrations.py), `keys` manages API keys
+(auth/keys.py); each uses the embedded PostgreSQL when DATABASE_URL is unset.
+
+Only `serve` logs to stdout (a server's output is its log); the other commands log to stderr,
+so that stdout holds only what they print for a script."""
 
 from __future__ import annotations
 
@@ -8,14 +11,21 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 import click
 import psycopg
 
-from itemsapi import embedded, jsonlog, migrations, server
+from itemsapi import jsonlog
 from itemsapi.auth import dev_key, keys
 from itemsapi.config import ConfigError, Settings, env_name
+from itemsapi.db import migrations
+from itemsapi.db.database import direct
+from itemsapi.db.keys import KeyRepository, Revocation
+from itemsapi.db.pool import connection_options
+from itemsapi.errors import ItemsError, SchemaMissing
+from itemsapi.serve import embedded, server
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +84,9 @@ def serve(
         server.check_port_free(settings.host, settings.port)
         url = _database_url(settings)
         if not settings.database_url and settings.auth == "keys":
-            dev_key.ensure(settings, url)  # the embedded default: a key to start with
+            with direct(url, connection_options(settings)) as database:
+                # The embedded default: a key to start with.
+                click.echo(dev_key.ensure(settings, KeyRepository(database)), err=True)
         server.serve(settings, url)
     except server.CannotListen as exc:
         raise click.ClickException(str(exc)) from None
@@ -98,7 +110,8 @@ def migrate(wait: float, status: bool, dry_run: bool) -> None:
     file of sql/migrations in order, each once, under a lock (replicas may run it together)."""
     url = _setup(apply_schema=False)
     if status:
-        for row in _retrying(lambda: migrations.status(url), wait):
+        rows = _retrying(lambda: migrations.status(url), wait, "cannot read the schema's status")
+        for row in rows:
             click.echo(f"{row.version:04d}  {row.state:<8} {row.name}")
         return
     done = _retrying(lambda: migrations.migrate(url, dry_run=dry_run), wait)
@@ -134,7 +147,11 @@ def keys_create(name: str, scopes: str) -> None:
         chosen = keys.parse_scopes(scopes)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scopes") from None
-    key_id, token = _with_keys_table(lambda conn: keys.create_key(conn, name, chosen))
+    try:
+        keys.check_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    key_id, token = _with_keys(lambda repository: keys.create_key(repository, name, chosen))
     click.echo(f"created key {key_id} ({name}) with scopes {','.join(chosen)}")
     click.echo("the token follows; it is shown only this once:")
     click.echo(token)
@@ -143,7 +160,7 @@ def keys_create(name: str, scopes: str) -> None:
 @keys_group.command("list")
 def keys_list() -> None:
     """List keys: id, name, scopes, created, last used, revoked (UTC; never a token)."""
-    rows = _with_keys_table(keys.list_keys)
+    rows = _with_keys(lambda repository: repository.all())
     click.echo(f"{'ID':<12}  {'NAME':<20} {'SCOPES':<16} {'CREATED':<20} {'LAST USED':<20} REVOKED")
     for row in rows:
         click.echo(
@@ -157,35 +174,38 @@ def keys_list() -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key: refused from the next request on, by every worker and replica."""
-    if not _with_keys_table(lambda conn: keys.revoke_key(conn, key_id)):
-        raise click.ClickException(f"no key {key_id}")
+    outcome = _with_keys(lambda repository: keys.revoke_key(repository, key_id))
+    if outcome is not Revocation.REVOKED:
+        raise click.ClickException(f"key {key_id[:40]}: {outcome.value}; nothing changed")
     click.echo(f"revoked key {key_id}")
 
 
-def _with_keys_table(work: Callable[[psycopg.Connection], T]) -> T:
-    url = _setup(apply_schema=True)
+def _with_keys(work: Callable[[KeyRepository], T]) -> T:
+    settings = _settings()
+    jsonlog.configure(settings.log_level, sys.stderr)
+    url = _database_url(settings)
     try:
-        with psycopg.connect(
-            url, autocommit=True, connect_timeout=10, options="-c TimeZone=UTC"
-        ) as conn:
-            return work(conn)
-    except psycopg.errors.UndefinedTable:
+        with direct(url, connection_options(settings)) as database:
+            return work(KeyRepository(database))
+    except SchemaMissing:
         raise click.ClickException("no api_keys table: run `itemsapi migrate` first") from None
-    except psycopg.Error as exc:
-        raise click.ClickException(str(exc).strip()) from None
+    except ItemsError as exc:
+        # The database's own words: this is the operator's terminal, not an HTTP client.
+        cause = exc.__cause__ or exc
+        raise click.ClickException(str(cause).strip().splitlines()[0]) from None
 
 
-def _when(moment: object) -> str:
+def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
 
 
 def _setup(*, apply_schema: bool) -> str:
     settings = _settings()
-    jsonlog.configure(settings.log_level)
+    jsonlog.configure(settings.log_level, sys.stderr)
     return _database_url(settings, apply_schema=apply_schema)
 
 
-def _retrying(work: Callable[[], T], wait: float) -> T:
+def _retrying(work: Callable[[], T], wait: float, failed: str = "schema not applied") -> T:
     """work(), tried again every second for `wait` seconds while the database cannot be reached
     (it may be starting too); any other failure is final at once, as a one-line error."""
     deadline = time.monotonic() + wait
@@ -194,15 +214,14 @@ def _retrying(work: Callable[[], T], wait: float) -> T:
             return work()
         except psycopg.OperationalError as exc:  # could not connect, or lost the connection
             if time.monotonic() >= deadline:
-                raise _not_applied(exc) from None
+                reason = str(exc).strip().splitlines()[0]
+                raise click.ClickException(
+                    f"{failed}: the database cannot be reached: {reason}"
+                ) from None
             log.info("database not reachable yet; trying again", extra={"error": str(exc)})
             time.sleep(1)
         except (psycopg.Error, migrations.MigrationError) as exc:  # retrying will not help
-            raise _not_applied(exc) from None
-
-
-def _not_applied(exc: Exception) -> click.ClickException:
-    return click.ClickException(f"schema not applied: {str(exc).strip()}")
+            raise click.ClickException(f"{failed}: {str(exc).strip()}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -20,10 +19,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from itemsapi.config_messages import describe
+from itemsapi.database_url import check as check_database_url
+from itemsapi.database_url import with_password
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Signature algorithms a JWT may use: asymmetric only, so that the JWKS (public keys) can never
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            problems = "; ".join(_describe(error) for error in exc.errors())
+            problems = "; ".join(describe(error, _variable) for error in exc.errors())
             raise ConfigError(f"invalid configuration: {problems}") from None
 
     @model_validator(mode="before")
@@ -211,9 +211,15 @@ class Settings(BaseSettings):
     @field_validator("database_url", "listen_database_url")
     @classmethod
     def _postgresql_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a postgresql:// URL")
+        if value is not None:
+            check_database_url(value)
         return value
+
+    @property
+    def needs_listener(self) -> bool:
+        """Whether each worker runs a listener (and so holds one more, direct, connection): for
+        the read cache, and for the key records of key mode."""
+        return self.cache or self.auth == "keys"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -225,12 +231,8 @@ class Settings(BaseSettings):
         return type(self)(**{**self.model_dump(), **changes})
 
 
-def with_password(url: str, password: str) -> str:
-    """`url` with its password replaced by `password` (percent-encoded)."""
-    parts = urlsplit(url)
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}").geturl()
+def _variable(location: str) -> str:
+    return env_name(location) if location in Settings.model_fields else location
 
 
 def env_name(field_name: str) -> str:
@@ -239,28 +241,3 @@ def env_name(field_name: str) -> str:
         raise KeyError(field_name)
     alias = Settings.model_fields[field_name].validation_alias
     return alias.choices[0] if isinstance(alias, AliasChoices) else ENV_PREFIX + field_name.upper()
-
-
-_NOT_A = {"int_parsing": "integer", "float_parsing": "number", "int_from_float": "integer"}
-_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-
-
-def _describe(error: Any) -> str:
-    where = str(error["loc"][0]) if error["loc"] else ""
-    name = env_name(where) if where in Settings.model_fields else where
-    kind, context = error["type"], error.get("ctx", {})
-    if kind in _NOT_A:
-        return f"{name}={error['input']!r} is not a valid {_NOT_A[kind]}"
-    if kind == "extra_forbidden":
-        return f"{name} is not a setting"
-    if kind == "value_error":
-        return f"{name} {context['error']}".strip()
-    bounds = [f"{sign} {_number(context[key])}" for key, sign in _BOUNDS.items() if key in context]
-    if bounds:
-        return f"{name} must be {' and '.join(bounds)}"
-    return f"{name}: {error['msg']}"
-
-
-def _number(value: float) -> float:
-    # A float field's bound 0 reads as 0, not 0.0.
-    return int(value) if float(value).is_integer() else value

@@ -1,4 +1,4 @@
-"""Domain errors: what the core (validation, repository) raises on purpose. http_errors.py maps
+"""Domain errors: what the core (validation, repository) raises on purpose. web/problems.py maps
 each class to an HTTP problem.
 
 `str(error)` is for the log; `error.detail` is what a client may read, so an error that carries
@@ -89,6 +89,14 @@ class BadParameter(ItemsError):
 
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"query parameter {name!r}: {message}")
+        self.errors = [FieldError(name, message)]
+
+
+class BadHeader(ItemsError):
+    """A request header is malformed (400)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"header {name}: {message}")
         self.errors = [FieldError(name, message)]
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -25,7 +25,7 @@ access_log = logging.getLogger("itemsapi.access")
 # The handler configure() installed: access lines go straight to it (see write_access_line).
 _json_handler: logging.StreamHandler | None = None
 
-# The id of the request this thread is serving (set by middleware.py), for every line logged
+# The id of the request this thread is serving (set by web/telemetry.py), for every line logged
 # meanwhile.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -41,9 +41,11 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure(level: str) -> None:
-    """Route every logger (ours, Flask's, psycopg's, Granian's) through one JSON handler."""
-    handler = logging.StreamHandler(sys.stdout)
+def configure(level: str, stream: TextIO | None = None) -> None:
+    """Route every logger (ours, Flask's, psycopg's, Granian's) through one JSON handler, on
+    stdout (a server's output is its log) unless another stream is given (a command's output
+    is what it prints for its caller, so its log goes to stderr)."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(OrjsonFormatter(FORMAT, rename_fields=RENAMED, timestamp=True))
     handler.addFilter(RequestIdFilter())
     global _json_handler

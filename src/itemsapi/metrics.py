@@ -2,9 +2,11 @@
 
 With several worker processes each one writes its samples to files in PROMETHEUS_MULTIPROC_DIR
 and a scrape, whichever worker serves it, reads them all (prometheus-client's multiprocess
-mode). `itemsapi serve` sets that folder up before the workers start; prometheus-client decides
-the mode when it is first imported, so nothing may import this module before then. Without the
-variable (tests, a single process) the default registry is used.
+mode). `itemsapi serve` sets that folder up before the workers start. prometheus-client decides
+the mode when it is first imported: a process that imported it before the folder was named
+would count alone, so each worker checks the mode as it starts (check_mode) and refuses to
+serve wrong figures. Without the variable (tests, a single process) the default registry is
+used.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from multiprocessing.util import Finalize
+from pathlib import Path
 
-from flask import Flask
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -29,7 +30,6 @@ from psycopg_pool import ConnectionPool
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 POOL_SAMPLE_SECONDS = 1.0
-SAMPLER_STOP_KEY = "itemsapi.metrics_stop"
 
 REQUESTS = Counter(
     "itemsapi_http_requests_total",
@@ -159,25 +159,40 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def init_app(app: Flask, pool: ConnectionPool) -> None:
-    """Keep this process's pool gauges fresh, and retire them when the process exits."""
-    stop = threading.Event()
+def check_mode() -> None:
+    """Raise unless this process writes its samples where a scrape reads them: with
+    PROMETHEUS_MULTIPROC_DIR set, a counter touched now has a file of this process there."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return
+    POOL_TIMEOUTS.inc(0)
+    if not any(Path(folder).glob(f"*_{os.getpid()}.db")):
+        raise RuntimeError(
+            f"prometheus_client was imported before {MULTIPROC_ENV} was set, so this process's"
+            " metrics would be missing from every scrape: set it before starting Python"
+        )
 
-    def sampler() -> None:
-        while not stop.wait(POOL_SAMPLE_SECONDS):
-            sample_pool(pool)
 
-    sample_pool(pool)
-    threading.Thread(target=sampler, name="pool-metrics", daemon=True).start()
-    app.extensions[SAMPLER_STOP_KEY] = stop
+def retire_process() -> None:
+    """Drop this process's live gauges from the sums (at its exit)."""
     if os.environ.get(MULTIPROC_ENV):
-        # Runs at interpreter exit and at a Granian worker's exit (a multiprocessing child,
-        # which skips atexit): drop this process's live gauges from the sums.
-        Finalize(None, multiprocess.mark_process_dead, args=(os.getpid(),), exitpriority=5)
+        multiprocess.mark_process_dead(os.getpid())
 
 
-def close_app(app: Flask) -> None:
-    """Stop this app's pool-metrics sampler."""
-    stop = app.extensions.pop(SAMPLER_STOP_KEY, None)
-    if stop is not None:
-        stop.set()
+class PoolSampler:
+    """Keeps this process's pool gauges fresh, on a thread of its own."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        sample_pool(self._pool)
+        threading.Thread(target=self._run, name="pool-metrics", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(POOL_SAMPLE_SECONDS):
+            sample_pool(self._pool)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -18,10 +18,9 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from itemsapi import db
 from tests.deploy.pgadmin_harness import Browser, PgAdmin, servers_json, write_passfile
 from tests.e2e.test_docs_page import CHROMIUM_FLAGS, chromium
-from tests.helpers import Cluster, free_port
+from tests.helpers import Cluster, apply_baseline, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +54,7 @@ def stack(compose, tmp_path_factory) -> Iterator[Stack]:
             conn.execute("CREATE DATABASE itemsapi OWNER itemsapi")
         # As compose's db service does: sql/init.sql run by the owner, in its database.
         url = f"postgresql://itemsapi:{quote(PASSWORD, safe='')}@127.0.0.1:{cluster.port}/itemsapi"
-        db.apply_schema(url)
+        apply_baseline(url)
         with psycopg.connect(url, autocommit=True) as conn:
             for name in ITEMS:
                 conn.execute("INSERT INTO items (name, price) VALUES (%s, 9.99)", (name,))

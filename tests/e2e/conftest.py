@@ -14,10 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from itemsapi.auth import SCOPES
 from itemsapi.auth.dev_key import TOKEN_FILE
-from itemsapi.auth.keys import create_key
-from tests.helpers import TOKENS, Cluster, free_port, http, wait_until
+from itemsapi.auth.scopes import SCOPES
+from tests.helpers import TOKENS, Cluster, create_key, free_port, http, wait_until
 
 
 @dataclass

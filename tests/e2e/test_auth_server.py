@@ -11,8 +11,7 @@ import sys
 import psycopg
 import pytest
 
-from itemsapi.auth.keys import create_key
-from tests.helpers import http, wait_until
+from tests.helpers import create_key, http, wait_until
 
 pytestmark = pytest.mark.e2e
 

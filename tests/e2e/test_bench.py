@@ -26,7 +26,7 @@ def test_benchmark_runs_end_to_end_and_reports_every_scenario(tmp_path):
     out = tmp_path / "bench.json"
     env_path = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--rows", "2000", "--duration", "1", "--out", str(out)],
+        [sys.executable, "-m", "bench.run", "--rows", "2000", "--duration", "1", "--out", str(out)],
         cwd=ROOT, env=env_path, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from itemsapi.openapi import document
+from itemsapi.web.openapi import document
 from tests.helpers import http
 
 pytestmark = pytest.mark.e2e

@@ -49,9 +49,11 @@ def test_init_db_without_database_url_sets_up_the_embedded_database(tmp_path, mo
     assert "schema applied" in init_db.stdout
     # Looked at by a process of its own, which stops the embedded server again as it exits.
     check = (
-        "from itemsapi import config, db, embedded\n"
+        "from itemsapi import config\n"
+        "from itemsapi.db.server import inspect_server\n"
+        "from itemsapi.serve import embedded\n"
         "url = embedded.start(config.Settings.from_env().data_dir)\n"
-        "print(db.inspect_server(url).schema_in_place)"
+        "print(inspect_server(url).schema_in_place)"
     )
     inspected = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, timeout=120

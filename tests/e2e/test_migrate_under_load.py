@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from itemsapi import migrations
+from itemsapi.db import migrations
 from tests.helpers import http, item_payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from itemsapi import server as itemsapi_server
 from itemsapi.config import Settings
+from itemsapi.serve import checks
 from tests.e2e.topology import APP_ROLE, STATEMENT_TIMEOUT_MS, PgBouncer, prepare_database
 from tests.helpers import Cluster, TableLock, etag_of, free_port, http, item_payload
 
@@ -159,8 +159,8 @@ def test_the_start_check_reads_the_role_settings_and_the_pooler_budget(pgbouncer
         statement_timeout_ms=STATEMENT_TIMEOUT_MS + 1, pooler_pool_size=POOLER_POOL_SIZE,
         workers=3, pool_min_size=1, pool_max_size=4,
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="itemsapi.server"):
-        itemsapi_server.check_database(settings, settings.database_url)
+    with caplog.at_level(logging.INFO, logger="itemsapi.serve.checks"):
+        checks.check_database(settings, settings.database_url)
     messages = {r.getMessage(): r for r in caplog.records}
     assert any("pooler's server pool" in m for m in messages), messages  # 3 x 4 > 10
     mismatch = next(r for m, r in messages.items() if "session settings differ" in m)
@@ -168,6 +168,6 @@ def test_the_start_check_reads_the_role_settings_and_the_pooler_budget(pgbouncer
 
     caplog.clear()
     fitting = settings.replace(statement_timeout_ms=STATEMENT_TIMEOUT_MS, workers=2)
-    with caplog.at_level(logging.INFO, logger="itemsapi.server"):
-        itemsapi_server.check_database(fitting, fitting.database_url)
+    with caplog.at_level(logging.INFO, logger="itemsapi.serve.checks"):
+        checks.check_database(fitting, fitting.database_url)
     assert [r.getMessage() for r in caplog.records] == ["connection budget fits the server"]

@@ -79,7 +79,7 @@ def resolve(text: str, variables: dict[str, str], named: dict[str, HttpResponse]
 
 
 def test_collection_covers_every_documented_operation():
-    from itemsapi.openapi import document
+    from itemsapi.web.openapi import document
 
     def template(
         path: str,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 
-from itemsapi import start_line
+from itemsapi.serve import start_line
 
 fork = multiprocessing.get_context("fork")
 
@@ -66,7 +66,7 @@ def test_the_start_line_lasts_as_long_as_the_server():
 def test_a_worker_left_alone_at_the_line_serves_and_says_so(clean_db):
     build = (
         "import os\n"
-        "from itemsapi import server, start_line\n"
+        "from itemsapi.serve import server, start_line\n"
         "start_line.TIMEOUT = 0.2\n"
         "app = server.worker_app()\n"
         "print('built', app.name, flush=True)\n"

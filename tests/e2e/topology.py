@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from itemsapi import migrations
+from itemsapi.db import migrations
 from tests.helpers import SERVICE_USER, Cluster, free_port, require_program, wait_until
 
 APP_ROLE = "itemsapi"

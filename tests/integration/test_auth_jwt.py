@@ -21,7 +21,7 @@ from flask import Flask, request
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from itemsapi.app import close_app, create_app
-from itemsapi.middleware import PRINCIPAL_ENVIRON
+from itemsapi.web.context import of
 
 ISSUER = "https://issuer.test/realms/main"
 AUDIENCE = "itemsapi"
@@ -177,7 +177,7 @@ def test_jwt_mode_names_the_subject_for_the_access_line(jwt_app):
 
     @jwt_app.after_request
     def note(response):
-        seen.append(request.environ.get(PRINCIPAL_ENVIRON))
+        seen.append(of(request.environ).principal)
         return response
 
     assert get(jwt_app, sign()).status_code == 200

@@ -15,16 +15,17 @@ from flask import Blueprint, Response
 from prometheus_client import REGISTRY
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from itemsapi.app import close_app, create_app
-from itemsapi.auth import KEY_STORE_KEY, KeyStore, admin_only, dev_key
+from itemsapi.app import close_app, create_app, services_of
+from itemsapi.auth import dev_key
 from itemsapi.auth.keys import CHANNEL as KEYS_CHANNEL
-from itemsapi.auth.keys import create_key, digest, revoke_key
+from itemsapi.auth.keys import KeyStore, digest
 from itemsapi.cli import main
 from itemsapi.config import Settings
-from itemsapi.db import REPOSITORY_KEY
+from itemsapi.db.database import direct
+from itemsapi.db.keys import KeyRepository
+from itemsapi.db.pool import connection_options
 from itemsapi.errors import DatabaseUnavailable
-from itemsapi.listener import LISTENER_KEY
-from tests.helpers import wait_until
+from tests.helpers import apply_baseline, create_key, revoke_key, wait_until
 
 UNKNOWN = "itemsapi_0123456789ab_" + "A" * 43
 
@@ -42,7 +43,7 @@ def test_a_revoked_key_is_refused_once_the_revocation_is_heard_of(
     app, runner, clean_db, monkeypatch
 ):
     monkeypatch.setenv("DATABASE_URL", clean_db)
-    wait_until(lambda: app.extensions[LISTENER_KEY].listening, 10, "the listener")
+    wait_until(lambda: services_of(app).listener.listening, 10, "the listener")
     created = runner.invoke(main, ["keys", "create", "--name", "ci", "--scopes", "read"])
     assert created.exit_code == 0, created.output
     token = created.output.splitlines()[-1]
@@ -67,7 +68,7 @@ def quietly(sql: psycopg.Connection, statement: str) -> None:
 
 
 def test_key_records_are_cached_while_listening_and_read_every_time_when_not(app, api_token, sql):
-    wait_until(lambda: app.extensions[LISTENER_KEY].listening, 10, "the listener")
+    wait_until(lambda: services_of(app).listener.listening, 10, "the listener")
     client = app.test_client()
     assert client.get("/v1/items", headers=bearer(api_token)).status_code == 200
     # Revoked behind the triggers' back: the cached record still stands, which shows it is the
@@ -75,8 +76,8 @@ def test_key_records_are_cached_while_listening_and_read_every_time_when_not(app
     quietly(sql, "UPDATE api_keys SET revoked_at = now()")
     assert client.get("/v1/items", headers=bearer(api_token)).status_code == 200
     # A listener that stops listening empties the records and bypasses them from then on.
-    app.extensions[LISTENER_KEY].stop(timeout=5)
-    assert not app.extensions[LISTENER_KEY].listening
+    services_of(app).listener.stop(timeout=5)
+    assert not services_of(app).listener.listening
     assert client.get("/v1/items", headers=bearer(api_token)).status_code == 401
     quietly(sql, "UPDATE api_keys SET revoked_at = NULL")
     assert client.get("/v1/items", headers=bearer(api_token)).status_code == 200
@@ -120,7 +121,43 @@ def test_keys_cli_creates_lists_and_revokes_without_ever_showing_a_stored_token(
     assert sql.execute("SELECT revoked_at FROM api_keys").fetchone()["revoked_at"] is not None
     missing = runner.invoke(main, ["keys", "revoke", "0123456789ab"])
     assert missing.exit_code == 1
-    assert "no key 0123456789ab" in missing.output
+    assert "key 0123456789ab: no such key; nothing changed" in missing.output
+
+
+def test_revoking_a_revoked_key_says_so_and_fails(runner, clean_db, sql, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    key_id, _ = create_key(sql, "twice", ["read"])
+    first = runner.invoke(main, ["keys", "revoke", key_id])
+    assert (first.exit_code, first.output.strip()) == (0, f"revoked key {key_id}")
+    revoked_at = sql.execute("SELECT revoked_at FROM api_keys").fetchone()["revoked_at"]
+    again = runner.invoke(main, ["keys", "revoke", key_id])
+    assert again.exit_code == 1
+    assert f"key {key_id}: already revoked; nothing changed" in again.output
+    assert sql.execute("SELECT revoked_at FROM api_keys").fetchone()["revoked_at"] == revoked_at
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_keys_cli_refuses_a_bad_name_in_one_line(runner, clean_db, sql, monkeypatch, name):
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    result = runner.invoke(main, ["keys", "create", "--name", name])
+    assert result.exit_code == 2
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert error_lines == [
+        "Error: Invalid value for --name: a key's name is 1 to 200 characters, not only spaces"
+    ]
+    assert "token_sha256" not in result.output
+    assert "violates" not in result.output
+    assert sql.execute("SELECT count(*) AS n FROM api_keys").fetchone()["n"] == 0
+
+
+def test_keys_commands_print_only_their_output_on_stdout(runner, clean_db, sql, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    monkeypatch.setenv("ITEMSAPI_LOG_LEVEL", "DEBUG")  # every line the command may log
+    create_key(sql, "listed", ["read"])
+    result = runner.invoke(main, ["keys", "list"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("ID")
+    assert all(not line.startswith("{") for line in result.stdout.splitlines())
 
 
 @pytest.mark.parametrize("scopes", ["reed", "", "read,root"])
@@ -142,25 +179,23 @@ def test_the_table_refuses_unknown_scopes_whatever_the_client(sql):
 
 
 def test_last_used_at_is_written_at_most_once_per_interval(app, sql, api_token):
-    store = KeyStore(app.extensions[REPOSITORY_KEY], touch_interval=3600)
+    store = KeyStore(KeyRepository(services_of(app).database), touch_interval=3600)
     store.verify(api_token)
     first = sql.execute("SELECT last_used_at FROM api_keys").fetchone()["last_used_at"]
     assert first is not None
     sql.execute("UPDATE api_keys SET last_used_at = '2000-01-01'")
     store.verify(api_token)  # within the interval: no write
     assert sql.execute("SELECT last_used_at FROM api_keys").fetchone()["last_used_at"].year == 2000
-    KeyStore(app.extensions[REPOSITORY_KEY], touch_interval=0).verify(api_token)
+    KeyStore(KeyRepository(services_of(app).database), touch_interval=0).verify(api_token)
     assert sql.execute("SELECT last_used_at FROM api_keys").fetchone()["last_used_at"].year > 2000
 
 
 def test_a_failed_last_used_write_never_fails_the_request(app, api_token, caplog):
-    repository = app.extensions[REPOSITORY_KEY]
-
-    class WritesFail(type(repository)):
-        def write(self, work):
+    class WritesFail(KeyRepository):
+        def touch(self, key_id):
             raise DatabaseUnavailable("down for writes")
 
-    store = KeyStore(WritesFail(app.extensions["itemsapi.pool"]))
+    store = KeyStore(WritesFail(services_of(app).database))
     principal = store.verify(api_token)
     assert principal.scopes == {"read", "write", "admin"}
     assert "could not record a key's last use" in caplog.text
@@ -191,13 +226,12 @@ def test_settings_close_docs_and_metrics_and_open_reads(clean_db, api_token, sql
         close_app(closed)
 
 
-def test_admin_only_views_and_unclassified_endpoints_need_admin(app, clean_db):
+def test_unclassified_endpoints_need_admin(app, clean_db):
     with psycopg.connect(clean_db, autocommit=True) as conn:
         writer = create_key(conn, "writer", ["read", "write"])[1]
         admin = create_key(conn, "admin", ["admin"])[1]
     tools = Blueprint("tools", __name__)
-    tools.add_url_rule("/tools/reindex", "reindex", admin_only(lambda: Response(status=204)),
-                       methods=["POST"])  # fmt: skip
+    tools.add_url_rule("/tools/reindex", "reindex", lambda: Response(status=204), methods=["POST"])
     tools.add_url_rule("/tools/other", "other", lambda: Response(status=204))
     app.register_blueprint(tools)
     client = app.test_client()
@@ -261,9 +295,7 @@ def test_the_access_line_names_the_key_never_the_token(app, api_token, clean_db)
 
 
 def test_without_the_keys_table_a_token_gets_503_not_500(empty_database):
-    from itemsapi.db import apply_schema
-
-    apply_schema(empty_database)  # the baseline only: no api_keys yet
+    apply_baseline(empty_database)  # the baseline only: no api_keys yet
     app = create_app({"database_url": empty_database})
     try:
         response = app.test_client().get("/v1/items", headers=bearer(UNKNOWN))
@@ -287,23 +319,23 @@ def test_auth_off_opens_everything_and_warns_at_every_start(clean_db, capsys):
     assert all(line["level"] == "WARNING" for line in warnings)
 
 
-def test_the_store_is_what_the_app_verifies_with(app):
-    assert isinstance(app.extensions[KEY_STORE_KEY], KeyStore)
-
-
 def test_the_development_key_is_created_once_private_and_replaced_if_revoked(
     clean_db, tmp_path, capsys
 ):
     settings = Settings(database_url=clean_db, data_dir=tmp_path / "data")
-    path = dev_key.ensure(settings, clean_db)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    token = path.read_text().strip()
-    printed = capsys.readouterr()
-    assert "Authorization: Bearer $(cat " in printed.err
-    assert token not in printed.err + printed.out
-    assert dev_key.ensure(settings, clean_db).read_text().strip() == token  # reused
-    with psycopg.connect(clean_db, autocommit=True) as conn:
-        revoke_key(conn, token.split("_")[1])
-    replaced = dev_key.ensure(settings, clean_db).read_text().strip()
+    path = settings.data_dir.resolve() / dev_key.TOKEN_FILE
+    with direct(clean_db, connection_options(settings)) as database:
+        keys = KeyRepository(database)
+        said = dev_key.ensure(settings, keys)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        token = path.read_text().strip()
+        assert "Authorization: Bearer $(cat " in said
+        assert token not in said + capsys.readouterr().out
+        dev_key.ensure(settings, keys)
+        assert path.read_text().strip() == token  # reused
+        with psycopg.connect(clean_db, autocommit=True) as conn:
+            revoke_key(conn, token.split("_")[1])
+        dev_key.ensure(settings, keys)
+    replaced = path.read_text().strip()
     assert replaced != token
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

@@ -12,7 +12,7 @@ import pytest
 from flask import Blueprint, Flask, Response
 
 from itemsapi.app import close_app, create_app
-from itemsapi.auth.keys import create_key, revoke_key
+from tests.helpers import create_key, revoke_key
 
 CREDENTIALS = ["none", "malformed", "unknown", "revoked", "read", "write", "admin"]
 ACTIONS = ["GET", "POST", "PUT", "PATCH", "DELETE", "ADMIN"]

@@ -8,14 +8,13 @@ import psycopg
 import pytest
 from flask import Flask
 
-from itemsapi.app import close_app, create_app
-from itemsapi.cached_items import CACHED_KEY, CHANNEL
-from itemsapi.listener import LISTENER_KEY
+from itemsapi.app import close_app, create_app, services_of
+from itemsapi.cache.notification import CHANNEL
 from tests.helpers import create_item, etag_of, wait_until
 
 
 def listening(app: Flask) -> bool:
-    return app.extensions[LISTENER_KEY].listening
+    return services_of(app).listener.listening
 
 
 @pytest.fixture
@@ -92,7 +91,7 @@ def test_a_killed_listener_means_bypass_then_recovery_with_correct_answers(app, 
     wait_until(lambda: listening(app), 10, "the listener")
     item = create_item(client)
     read(client, item["id"])
-    sql.execute("SELECT pg_terminate_backend(%s)", (app.extensions[LISTENER_KEY].backend_pid,))
+    sql.execute("SELECT pg_terminate_backend(%s)", (services_of(app).listener.backend_pid,))
     wait_until(lambda: not listening(app), 2, "the listener to notice")
     assert read(client, item["id"])[1] == "bypass"
     # A change made while nobody listens is not heard of: the cache must not serve from before.
@@ -191,7 +190,7 @@ def test_this_servers_own_announcements_are_skipped_and_other_servers_applied(
     cached(cached_client, mine["id"])
     cached(cached_client, theirs["id"])
     announce = "SELECT itemsapi_announce_items(%s, %s)"
-    sql.execute(announce, ([mine["id"]], app.extensions[CACHED_KEY].origin))
+    sql.execute(announce, ([mine["id"]], services_of(app).cached_items.origin))
     sql.execute(announce, ([theirs["id"]], "another-server"))
     # Notifications arrive in commit order: once the second is applied, the first was handled.
     wait_until(lambda: read(cached_client, theirs["id"])[1] == "miss", 2, "the announcement")
@@ -208,7 +207,7 @@ def test_a_worker_that_starts_listening_primes_its_cache_with_the_items_changed_
     )
     app = create_app({"database_url": clean_db, "pool_max_size": 2, "cache_prime": 3})
     try:
-        cache = app.extensions[CACHED_KEY].cache
+        cache = services_of(app).cached_items.cache
         wait_until(lambda: len(cache) == 3, 10, "the primed cache")
         client = keyed_client(app)
         assert [read(client, item_id)[1] for item_id in (ids[0], ids[4], ids[3])] == ["hit"] * 3
@@ -220,9 +219,9 @@ def test_a_worker_that_starts_listening_primes_its_cache_with_the_items_changed_
         )
         # Its notification applied (a miss), so it cannot land while the primer reads.
         wait_until(lambda: read(client, ids[1])[1] == "miss", 2, "the notification")
-        app.extensions[CACHED_KEY].on_listening(False)
+        services_of(app).cached_items.on_listening(False)
         assert len(cache) == 0
-        app.extensions[CACHED_KEY].on_listening(True)
+        services_of(app).cached_items.on_listening(True)
         wait_until(lambda: len(cache) == 3, 10, "the cache primed again")
         body, served = read(client, ids[1])
         assert (body["name"], served) == ("before the gap", "hit")

@@ -8,18 +8,19 @@ import time
 
 import psycopg
 
-from itemsapi import migrations, server
 from itemsapi.cli import main
 from itemsapi.config import Settings
-from itemsapi.db import apply_schema, inspect_server
-from tests.helpers import Cluster, free_port, make_the_schema_fail
+from itemsapi.db import migrations
+from itemsapi.db.server import inspect_server
+from itemsapi.serve import server
+from tests.helpers import Cluster, apply_baseline, free_port, make_the_schema_fail
 
 
 def test_init_db_brings_a_database_from_before_migrations_up_to_date(
     runner, empty_database, monkeypatch
 ):
     # A database made by an older release: init.sql's objects, rows, no schema_migrations.
-    apply_schema(empty_database)
+    apply_baseline(empty_database)
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute("DROP TABLE schema_migrations")
         conn.execute("INSERT INTO items (name) VALUES ('survives')")
@@ -43,7 +44,29 @@ def test_init_db_of_an_unreachable_database_is_a_clear_error(runner, monkeypatch
     result = runner.invoke(main, ["init-db"])
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)  # click's error exit, not a crash
-    assert "Error: schema not applied: connection failed" in result.output
+    assert "Error: schema not applied: the database cannot be reached: connection failed" in (
+        result.output
+    )
+
+
+def test_migrate_status_of_an_unreachable_database_says_it_cannot_be_reached(runner, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    result = runner.invoke(main, ["migrate", "--status"])
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: cannot read the schema's status: the database cannot be reached:"
+    )
+    assert "not applied" not in result.output
+
+
+def test_serve_with_an_unparsable_database_url_stops_at_start_in_one_line(runner, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:notaport/db")
+    result = runner.invoke(main, ["serve", "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: invalid configuration: DATABASE_URL has a port that is not a number from 1 to"
+        " 65535: 'notaport'"
+    ]
 
 
 def test_init_db_refused_by_the_server_fails_at_once_even_when_told_to_wait(
@@ -100,9 +123,9 @@ def test_serve_options_are_validated_like_the_environment(runner, monkeypatch):
 
 
 def _start_check_records(caplog, settings: Settings) -> list[logging.LogRecord]:
-    with caplog.at_level(logging.INFO, logger="itemsapi.server"):
+    with caplog.at_level(logging.INFO, logger="itemsapi.serve.checks"):
         server.check_database(settings, settings.database_url)
-    return [r for r in caplog.records if r.name == "itemsapi.server"]
+    return [r for r in caplog.records if r.name == "itemsapi.serve.checks"]
 
 
 def test_serve_start_check_names_a_missing_schema(empty_database, caplog):

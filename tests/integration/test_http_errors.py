@@ -19,11 +19,38 @@ def assert_problem(response, status):
 
 
 @pytest.mark.parametrize(
-    "body", [b"{", b"", b"{'name': 'x'}", b'{"name": NaN}', b"\xff\xfe", b'{"name": "x"} trailing']
+    "body", [b"{", b"", b"{'name': 'x'}", b'{"name": NaN}', b'{"name": "x"} trailing']
 )
 def test_malformed_json_is_400(client, body):
     response = client.post("/v1/items", data=body, content_type="application/json")
     assert "not valid JSON" in assert_problem(response, 400)["detail"]
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe", b'{"name": "caf\xe9"}', b'{"name": "\xed\xa0\x80"}'])
+def test_a_body_that_is_not_utf8_is_400_saying_so(client, sql, body):
+    response = client.post("/v1/items", data=body, content_type="application/json")
+    assert "is not valid UTF-8 (at byte" in assert_problem(response, 400)["detail"]
+    assert sql.execute("SELECT count(*) AS n FROM items").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "member"),
+    [
+        ("POST", b'{"name": "a", "name": "b"}', "name"),
+        ("POST", b'{"name": "a", "attributes": {"k": 1, "k": 2}}', "k"),
+        ("PATCH", b'{"quantity": 1, "quantity": 2}', "quantity"),
+    ],
+)
+def test_a_member_named_twice_is_400_and_changes_nothing(client, sql, method, body, member):
+    item = create_item(client)
+    path = "/v1/items" if method == "POST" else f"/v1/items/{item['id']}"
+    response = client.open(path, method=method, data=body, content_type="application/json")
+    detail = assert_problem(response, 400)["detail"]
+    assert detail == f"the body names the member {member!r} twice in one object"
+    assert sql.execute("SELECT count(*) AS n, max(version) AS v FROM items").fetchone() == {
+        "n": 1,
+        "v": 1,
+    }
 
 
 @pytest.mark.parametrize(

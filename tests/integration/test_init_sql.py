@@ -10,14 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from itemsapi import embedded
-from itemsapi.db import apply_schema
-from itemsapi.migrations import baseline_path as schema_path
-from tests.helpers import make_the_schema_fail, run_at_once
+from itemsapi.db.migrations import baseline_path as schema_path
+from tests.helpers import apply_baseline, make_the_schema_fail, pg_program, run_at_once
 
 
 def psql_binary() -> str:
-    return shutil.which("psql") or embedded.program("psql")
+    return shutil.which("psql") or pg_program("psql")
 
 
 def psql_command(conninfo: str) -> list[str]:
@@ -76,7 +74,7 @@ def test_runs_started_together_by_psql_all_succeed(empty_database):
 
 def test_init_db_runs_started_together_all_succeed(empty_database):
     # `itemsapi init-db` as a Kubernetes init container: every replica runs it as it starts.
-    assert run_at_once(lambda: apply_schema(empty_database), RUNS_AT_ONCE) == []
+    assert run_at_once(lambda: apply_baseline(empty_database), RUNS_AT_ONCE) == []
     assert {"items_pkey", "jsonb_merge_patch(jsonb,jsonb)"} <= schema_objects(empty_database)
 
 

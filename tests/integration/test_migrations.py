@@ -10,8 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from itemsapi.db import apply_schema
-from itemsapi.migrations import (
+from itemsapi.db.migrations import (
     ChangedMigrationError,
     MigrationFailedError,
     MigrationStatus,
@@ -19,6 +18,7 @@ from itemsapi.migrations import (
     pending,
     status,
 )
+from tests.helpers import apply_baseline
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -55,9 +55,9 @@ def folder(tmp_path: Path) -> Path:
 
 def test_the_baseline_records_itself_as_version_0_once(empty_database):
     ledger = "SELECT version, name, checksum, applied_at FROM schema_migrations"
-    apply_schema(empty_database)
+    apply_baseline(empty_database)
     first = query(empty_database, ledger)
-    apply_schema(empty_database)
+    apply_baseline(empty_database)
     again = query(empty_database, ledger)
     assert [row[:3] for row in first] == [(0, "baseline", None)]
     assert again == first
@@ -77,12 +77,12 @@ def test_migrate_applies_the_baseline_then_the_files_and_again_is_a_no_op(empty_
 
 
 def test_a_database_with_the_baseline_gets_only_the_files(empty_database, folder):
-    apply_schema(empty_database)  # as the postgres image runs init.sql on an empty volume
+    apply_baseline(empty_database)  # as the postgres image runs init.sql on an empty volume
     assert versions(migrate(empty_database, folder)) == [1, 2]
 
 
 def test_a_database_from_before_migrations_keeps_its_rows(empty_database, folder):
-    apply_schema(empty_database)
+    apply_baseline(empty_database)
     with psycopg.connect(empty_database) as conn:
         conn.execute("DROP TABLE schema_migrations")
         conn.execute("INSERT INTO items (name) VALUES ('kept')")
@@ -108,7 +108,7 @@ INSERT INTO runs VALUES (2);
 """
 
 RUN_MIGRATE = (
-    "import sys; from pathlib import Path; from itemsapi.migrations import migrate;"
+    "import sys; from pathlib import Path; from itemsapi.db.migrations import migrate;"
     " print(len(migrate(sys.argv[1], Path(sys.argv[2]))))"
 )
 

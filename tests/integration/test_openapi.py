@@ -68,7 +68,7 @@ def test_request_schemas_are_the_validating_models(client):
     """One source of truth: the published body schemas are the pydantic models' own."""
     from pydantic.json_schema import models_json_schema
 
-    from itemsapi.schemas import ItemPatch, ItemWrite
+    from itemsapi.web.schemas import ItemPatch, ItemWrite
 
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
     _, generated = models_json_schema(

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
-from itemsapi import migrations
 from itemsapi.app import close_app, create_app
+from itemsapi.db import migrations
 
 
 def test_live_is_ok(client):
@@ -98,7 +98,7 @@ def test_without_the_schema_probes_say_so_and_item_requests_get_503_not_500(
         assert response.get_json()["type"].endswith(":database-unavailable")
         assert "items" not in response.get_json()["detail"]  # the server's words stay inside
         assert response.headers["Retry-After"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "itemsapi.http_errors"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "itemsapi.web.problems"]
     assert 'relation "items" does not exist' in logged[0]
     assert "itemsapi migrate" in logged[0]
 

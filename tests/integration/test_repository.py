@@ -13,7 +13,11 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
-from itemsapi.db import ServerFacts, apply_schema, create_database, create_pool, inspect_server
+from itemsapi.db.database import Database
+from itemsapi.db.items import ItemRepository
+from itemsapi.db.pool import ConnectionEvents, create_pool
+from itemsapi.db.server import ServerFacts, create_database, inspect_server
+from itemsapi.db.statements import ListQuery
 from itemsapi.errors import (
     ConstraintViolation,
     DatabaseUnavailable,
@@ -21,15 +25,14 @@ from itemsapi.errors import (
     PreconditionFailed,
     SchemaMissing,
 )
-from itemsapi.repository import ItemRepository
-from itemsapi.schemas import validate_write
-from itemsapi.statements import ListQuery
-from tests.helpers import TableLock, api_backends, run_at_once, wait_until
+from itemsapi.web.schemas import validate_write
+from tests.helpers import TableLock, api_backends, apply_baseline, run_at_once, wait_until
 
 
 @contextmanager
 def _open_pool(database_url: str, max_size: int) -> Iterator[ConnectionPool]:
-    pool = create_pool(Settings(database_url=database_url, pool_min_size=1, pool_max_size=max_size))
+    settings = Settings(database_url=database_url, pool_min_size=1, pool_max_size=max_size)
+    pool = create_pool(settings, ConnectionEvents())
     pool.open(wait=True)
     try:
         yield pool
@@ -40,7 +43,7 @@ def _open_pool(database_url: str, max_size: int) -> Iterator[ConnectionPool]:
 @pytest.fixture
 def repo(clean_db: str) -> Iterator[ItemRepository]:
     with _open_pool(clean_db, max_size=8) as pool:
-        yield ItemRepository(pool)
+        yield ItemRepository(Database(pool))
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def test_get_missing_item_raises_not_found(repo):
 
 def test_get_survives_its_prepared_statement_being_deallocated(one_connection_pool, clean_db):
     # A pooler or a DISCARD ALL can drop a session's prepared statements behind our back.
-    repo = ItemRepository(one_connection_pool)
+    repo = ItemRepository(Database(one_connection_pool))
     item = new(repo)
     assert repo.get(item["id"]) == item  # prepared on the pool's only connection
     [backend] = api_backends(clean_db)
@@ -83,7 +86,7 @@ def test_get_survives_its_prepared_statement_being_deallocated(one_connection_po
 
 
 def test_a_read_whose_connection_dies_under_it_is_retried_once(one_connection_pool, clean_db):
-    repo = ItemRepository(one_connection_pool)
+    repo = ItemRepository(Database(one_connection_pool))
     item = new(repo)
     read: dict = {}
     lock = TableLock(clean_db)
@@ -237,14 +240,14 @@ def test_a_column_outside_the_allow_list_never_reaches_sql(repo):
 
 def test_without_the_schema_ping_and_item_statements_raise_schema_missing(empty_database):
     with _open_pool(empty_database, max_size=1) as pool:
-        repo = ItemRepository(pool)
+        repo = ItemRepository(Database(pool))
         with pytest.raises(SchemaMissing):
             repo.ping(timeout=2)
         with pytest.raises(SchemaMissing):
             repo.get(1)
         with pytest.raises(SchemaMissing):
             new(repo)
-        apply_schema(empty_database)
+        apply_baseline(empty_database)
         repo.ping(timeout=2)  # no restart needed: nothing was prepared while it was missing
         assert new(repo)["id"] == 1
 
@@ -258,7 +261,7 @@ def test_a_schema_without_the_merge_function_is_not_in_place(repo, sql):
         with pytest.raises(SchemaMissing):
             repo.patch(item["id"], {"attributes": {"a": 1}}, None)
     finally:
-        apply_schema(sql.info.dsn)
+        apply_baseline(sql.info.dsn)
     repo.ping(timeout=2)
 
 

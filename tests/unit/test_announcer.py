@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from itemsapi import announcer
-from itemsapi.announcer import Announcer
+from itemsapi.cache import announcer
+from itemsapi.cache.announcer import Announcer
 from tests.helpers import wait_until
 
 

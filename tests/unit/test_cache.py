@@ -8,8 +8,8 @@ import tracemalloc
 
 import pytest
 
-from itemsapi.cache import BYPASS, HIT, MISS, ReadCache
-from itemsapi.cache_sync import FLUSH, SLOTS, WriteRing
+from itemsapi.cache.ring import FLUSH, SLOTS, WriteRing
+from itemsapi.cache.store import BYPASS, HIT, MISS, ReadCache
 from tests.helpers import run_at_once
 
 

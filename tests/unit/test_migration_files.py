@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from itemsapi.migrations import (
+from itemsapi.db.migrations import (
     MigrationFileError,
     discover,
     migrations_folder,
-    required_version,
 )
 
 
@@ -109,15 +108,7 @@ def test_only_the_marker_as_first_line_runs_a_file_outside_a_transaction(tmp_pat
     assert discover(tmp_path)[0].no_transaction is expected
 
 
-def test_required_version_is_the_highest_number_shipped(tmp_path):
-    assert required_version(tmp_path) == 0
-    write(tmp_path, "0001_first.sql")
-    write(tmp_path, "0007_seventh.sql")
-    assert required_version(tmp_path) == 7
-
-
 def test_the_shipped_folder_is_the_repository_one_and_valid():
     folder = migrations_folder()
     assert folder.resolve() == (Path(__file__).parents[2] / "sql" / "migrations").resolve()
     assert discover(folder) == discover()
-    assert required_version() == max((m.version for m in discover(folder)), default=0)

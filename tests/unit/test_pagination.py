@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from itemsapi import pagination
+from itemsapi.web import pagination
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,16 @@ from fractions import Fraction
 import jsonschema
 import pytest
 
-from itemsapi import openapi
+from itemsapi.db.statements import WRITABLE_COLUMNS
 from itemsapi.errors import ValidationFailed
-from itemsapi.schemas import (
+from itemsapi.web import openapi
+from itemsapi.web.schemas import (
     ATTRIBUTES_MAX_DEPTH,
     ItemPatch,
     ItemWrite,
     validate_patch,
     validate_write,
 )
-from itemsapi.statements import WRITABLE_COLUMNS
 
 
 def errors_of(validate, data) -> dict:

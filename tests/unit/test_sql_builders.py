@@ -2,15 +2,18 @@
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from itemsapi.statements import (
+from itemsapi.db.statements import (
     ListQuery,
     delete_statement,
     escape_like,
     insert_statement,
-    list_statement,
+    list_params,
+    list_shape,
+    list_sql,
     sort_key,
     update_statement,
 )
@@ -64,6 +67,10 @@ def test_empty_change_set_becomes_a_select_not_broken_sql():
 def test_columns_outside_the_allow_list_are_refused(column):
     with pytest.raises(ValueError, match="not writable"):
         update_statement(["name", column])
+
+
+def list_statement(query: ListQuery) -> tuple[Any, dict[str, Any]]:
+    return list_sql(*list_shape(query)), list_params(query)
 
 
 def test_values_never_appear_in_the_sql_text():

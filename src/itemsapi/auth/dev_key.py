@@ -9,13 +9,10 @@ import logging
 import os
 from pathlib import Path
 
-import click
-import psycopg
-from psycopg.rows import dict_row
-
-from itemsapi.auth.keys import LOOKUP, create_key, digest, token_key_id
+from itemsapi.auth.keys import create_key, digest, token_key_id
 from itemsapi.auth.scopes import SCOPES
 from itemsapi.config import Settings
+from itemsapi.db.keys import KeyRepository
 
 log = logging.getLogger(__name__)
 
@@ -23,32 +20,28 @@ TOKEN_FILE = "dev-token"  # noqa: S105 - a file name
 KEY_NAME = "development"
 
 
-def ensure(settings: Settings, database_url: str) -> Path:
-    """The development token's file, creating the key (again) unless the file holds a token
-    that still works; says how to use it."""
+def ensure(settings: Settings, keys: KeyRepository) -> str:
+    """Make sure the development token's file holds a token that works, creating the key
+    (again) if not; returns the line that tells a person how to use it."""
     path = settings.data_dir.resolve() / TOKEN_FILE
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        if path.is_file() and _works(conn, path.read_text().strip()):
-            log.info("reusing the development API key", extra={"token_file": str(path)})
-        else:
-            key_id, token = create_key(conn, KEY_NAME, list(SCOPES))
-            _write_private(path, token)
-            log.info(
-                "created a development API key with every scope",
-                extra={"key_id": key_id, "token_file": str(path)},
-            )
-    shown = _shown(path)
-    click.echo(
-        f'Requests need the development key: curl -H "Authorization: Bearer $(cat {shown})" '
-        f"http://{settings.host}:{settings.port}/v1/items",
-        err=True,
+    if path.is_file() and _works(keys, path.read_text().strip()):
+        log.info("reusing the development API key", extra={"token_file": str(path)})
+    else:
+        key_id, token = create_key(keys, KEY_NAME, list(SCOPES))
+        _write_private(path, token)
+        log.info(
+            "created a development API key with every scope",
+            extra={"key_id": key_id, "token_file": str(path)},
+        )
+    return (
+        f'Requests need the development key: curl -H "Authorization: Bearer $(cat {_shown(path)})"'
+        f" http://{settings.host}:{settings.port}/v1/items"
     )
-    return path
 
 
-def _works(conn: psycopg.Connection, token: str) -> bool:
+def _works(keys: KeyRepository, token: str) -> bool:
     key_id = token_key_id(token)
-    row = conn.execute(LOOKUP, {"id": key_id}).fetchone() if key_id else None
+    row = keys.record(key_id) if key_id else None
     return bool(
         row and not row["revoked"] and hmac.compare_digest(digest(token), row["token_sha256"])
     )

@@ -1,45 +1,42 @@
-"""Enforcement: a before_request hook that finds the scope the endpoint needs (scopes.Policy),
-authenticates the bearer token (API key or JWT) and refuses with 401 or 403 problem+json.
-The principal's id goes into the WSGI environ for the access line; the token goes nowhere."""
+"""Enforcement: the scope an endpoint needs (scopes.Policy), the bearer token authenticated
+(API key or JWT), and 401 or 403 otherwise. Called by admission control (web/admission.py) with
+the request's headers alone, before its body is read, so that a client without the right
+credentials never holds a body reader. The token goes nowhere but `authenticate`."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from flask import Flask, request
-
 from itemsapi.auth.scopes import Policy, Principal
-from itemsapi.config import Settings
 from itemsapi.errors import Forbidden, Unauthorized
 from itemsapi.metrics import count_auth_failure
-from itemsapi.middleware import PRINCIPAL_ENVIRON
-
-log = logging.getLogger(__name__)
 
 Authenticate = Callable[[str], Principal]
-AUTHENTICATE_KEY = "itemsapi.authenticate"
 
 
-def install(app: Flask, settings: Settings, authenticate: Authenticate) -> None:
-    policy = Policy(settings, app.view_functions)
-    app.extensions[AUTHENTICATE_KEY] = authenticate
+class Enforcer:
+    """`authenticate` None: access control is off, every request passes."""
 
-    def enforce() -> None:
-        scope = policy.required(request.endpoint, request.method)
+    def __init__(self, policy: Policy, authenticate: Authenticate | None) -> None:
+        self._policy = policy
+        self._authenticate = authenticate
+
+    def check(self, endpoint: str | None, method: str, authorization: str | None) -> str | None:
+        """The principal's id, None for an open endpoint; raises Unauthorized or Forbidden."""
+        if self._authenticate is None:
+            return None
+        scope = self._policy.required(endpoint, method)
         if scope is None:
-            return
+            return None
         try:
-            principal = authenticate(bearer_token(request.environ.get("HTTP_AUTHORIZATION")))
+            principal = self._authenticate(bearer_token(authorization))
         except Unauthorized as exc:
             count_auth_failure(exc.reason)
             raise
-        request.environ[PRINCIPAL_ENVIRON] = principal.id
         if scope not in principal.scopes:
             count_auth_failure("insufficient_scope")
             raise Forbidden(scope)
-
-    app.before_request(enforce)
+        return principal.id
 
 
 def bearer_token(header: str | None) -> str:

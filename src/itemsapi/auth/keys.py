@@ -1,5 +1,6 @@
-"""API keys: the token format, the api_keys table behind KeyStore (a key's record, cached while
-changes to api_keys are heard of) and the functions `itemsapi keys` runs (create, list, revoke).
+"""API keys: the token format, KeyStore (a key's record, cached while changes to api_keys are
+heard of) and what `itemsapi keys` does (create, list, revoke). The rows are KeyRepository's
+(db/keys.py).
 
 A token is `itemsapi_<id>_<secret>`: the prefix makes a leaked token recognisable (secret
 scanners, grep), the id finds the row with one indexed lookup, and the secret is 256 random
@@ -17,15 +18,12 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg
 
 from itemsapi.auth.scopes import SCOPES, Principal
-from itemsapi.cache import ReadCache
+from itemsapi.cache.listener import Listener
+from itemsapi.cache.store import ReadCache
+from itemsapi.db.keys import KeyRepository, Revocation
 from itemsapi.errors import ItemsError, Unauthorized
-from itemsapi.listener import Listener
-from itemsapi.repository import ItemRepository
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +35,7 @@ CHANNEL = "itemsapi_keys"  # sql/migrations/0003_api_keys_notify.sql
 RECORDS_MAX = 1024  # key records a worker keeps
 RECORDS_TTL = 60.0  # a safety net only: changes are heard of at once
 
-LOOKUP = (
-    "SELECT id, scopes, token_sha256, revoked_at IS NOT NULL AS revoked"
-    " FROM api_keys WHERE id = %(id)s"
-)
-TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE id = %(id)s"
-INSERT = (
-    "INSERT INTO api_keys (id, name, scopes, token_sha256)"
-    " VALUES (%(id)s, %(name)s, %(scopes)s, %(token_sha256)s)"
-)
-LIST = (
-    "SELECT id, name, scopes, created_at, last_used_at, revoked_at"
-    " FROM api_keys ORDER BY created_at, id"
-)
-REVOKE = (
-    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = %(id)s"
-    " RETURNING revoked_at"
-)
+NAME_MAX = 200  # the api_keys table's CHECK says the same
 
 
 def new_token() -> tuple[str, str]:
@@ -99,7 +81,7 @@ class KeyStore:
 
     def __init__(
         self,
-        repository: ItemRepository,
+        repository: KeyRepository,
         listener: Listener | None = None,
         touch_interval: float = TOUCH_INTERVAL,
     ) -> None:
@@ -128,7 +110,7 @@ class KeyStore:
         return record
 
     def _read(self, key_id: str) -> KeyRecord | None:
-        row = self._repository.read(lambda conn: conn.run(LOOKUP, {"id": key_id}).fetchone())
+        row = self._repository.record(key_id)
         if row is None:
             return None
         return KeyRecord(row["id"], frozenset(row["scopes"]), row["token_sha256"], row["revoked"])
@@ -157,7 +139,7 @@ class KeyStore:
                 return
             self._touched[key_id] = now
         try:
-            self._repository.write(lambda conn: conn.run(TOUCH, {"id": key_id}))
+            self._repository.touch(key_id)
         except ItemsError as exc:
             log.warning("could not record a key's last use", extra={"key_id": key_id,
                                                                    "error": str(exc)})  # fmt: skip
@@ -173,20 +155,20 @@ def parse_scopes(text: str) -> list[str]:
     return [scope for scope in SCOPES if scope in given]
 
 
-def create_key(conn: psycopg.Connection, name: str, scopes: list[str]) -> tuple[str, str]:
+def check_name(name: str) -> str:
+    """A key's name as stored: 1 to NAME_MAX characters, not only white space; ValueError."""
+    if not name.strip() or len(name) > NAME_MAX:
+        raise ValueError(f"a key's name is 1 to {NAME_MAX} characters, not only spaces")
+    return name
+
+
+def create_key(repository: KeyRepository, name: str, scopes: list[str]) -> tuple[str, str]:
     """Store a new key; return (key id, token). The token exists only in the return value."""
     key_id, token = new_token()
-    conn.execute(
-        INSERT, {"id": key_id, "name": name, "scopes": scopes, "token_sha256": digest(token)}
-    )
+    repository.insert(key_id, check_name(name), scopes, digest(token))
     return key_id, token
 
 
-def list_keys(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cursor:
-        return cursor.execute(LIST).fetchall()
-
-
-def revoke_key(conn: psycopg.Connection, key_id: str) -> bool:
-    """Revoke a key (again is harmless); False if there is no such key."""
-    return conn.execute(REVOKE, {"id": key_id}).fetchone() is not None
+def revoke_key(repository: KeyRepository, key_id: str) -> Revocation:
+    """Revoke a key; says whether it was revoked now, already, or is not a key."""
+    return repository.revoke(key_id)

@@ -3,9 +3,7 @@ which scope each endpoint needs (deny by default: an endpoint nobody classified 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from itemsapi.config import Settings
 
@@ -18,9 +16,6 @@ OPEN_BLUEPRINTS = frozenset({"probes", "index"})
 ITEM_BLUEPRINTS = frozenset({"items", "unversioned"})
 ADMIN_BLUEPRINTS = frozenset({"cache"})
 READ_METHODS = frozenset({"GET", "HEAD"})
-ADMIN_ONLY_ATTRIBUTE = "_itemsapi_admin_only"
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -31,21 +26,14 @@ class Principal:
     scopes: frozenset[str]
 
 
-def admin_only(view: F) -> F:
-    """Mark a view as an operational action: it needs the admin scope wherever it is."""
-    setattr(view, ADMIN_ONLY_ATTRIBUTE, True)
-    return view
-
-
 class Policy:
     """The scope a request needs, or None when it is open; decided once per endpoint and method
     (the answer depends on nothing else)."""
 
-    def __init__(self, settings: Settings, view_functions: dict[str, Callable[..., Any]]) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._public_reads = settings.public_reads
         self._public_docs = settings.public_docs
         self._public_metrics = settings.public_metrics
-        self._views = view_functions
         self._decided: dict[tuple[str, str], str | None] = {}
 
     def required(self, endpoint: str | None, method: str) -> str | None:
@@ -58,8 +46,6 @@ class Policy:
 
     def _decide(self, endpoint: str, method: str) -> str | None:
         blueprint = endpoint.rpartition(".")[0]
-        if getattr(self._views.get(endpoint), ADMIN_ONLY_ATTRIBUTE, False):
-            return ADMIN
         if blueprint in ADMIN_BLUEPRINTS:
             return ADMIN
         if blueprint in OPEN_BLUEPRINTS or endpoint == "static":

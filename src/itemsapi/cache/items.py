@@ -1,0 +1,199 @@
+"""ItemRepository behind the read cache: what the item views call.
+
+Reads of an item and of a list page go through this worker's ReadCache and say how they were
+served (hit, miss, bypass). Writes go to the repository and then invalidate:
+- in this worker, before the response is sent;
+- in the other workers of this server, through the WriteRing, also before the response is sent:
+  a client that reads after its write's 2xx, from whichever worker, gets the new version;
+- everywhere else (other replicas) through PostgreSQL: the Announcer sends the ids on channel
+  itemsapi_items, off the request path, and every worker's Listener applies them, except those
+  of this server (their origin is the ring's: already applied). Writes from psql or pgAdmin
+  reach every worker only this way, announced by the items triggers (sql/migrations/0002).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, TypeVar
+
+from itemsapi import metrics
+from itemsapi.cache.announcer import Announcer
+from itemsapi.cache.notification import CHANNEL, CLEAR, Notification
+from itemsapi.cache.ring import FLUSH, WriteRing
+from itemsapi.cache.store import BYPASS, MISS, ReadCache
+from itemsapi.db.items import ItemRepository, Page
+from itemsapi.db.pool import Row
+from itemsapi.db.statements import ListQuery
+from itemsapi.errors import ItemsError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ENTRIES_INTERVAL = 1.0  # seconds between two updates of the entries gauge
+Values = Mapping[str, Any]
+Versions = list[int] | None  # what If-Match accepts; None: no precondition
+
+
+class CachedItemRepository:
+    def __init__(
+        self,
+        repository: ItemRepository,
+        cache: ReadCache | None,
+        ring: WriteRing,
+        announcer: Announcer,
+        prime_count: int = 0,
+    ) -> None:
+        self._repository = repository
+        self._prime_count = prime_count
+        self._entries_counted = 0.0
+        self._cache = cache
+        self._ring = ring
+        self._announcer = announcer
+        self._lookups = {
+            (region, outcome): metrics.CACHE_LOOKUPS.labels(region, outcome)
+            for region in ("item", "list")
+            for outcome in ("hit", "miss", "bypass")
+        }
+        self._invalidations = {
+            source: metrics.CACHE_INVALIDATIONS.labels(source)
+            for source in ("write", "server", "notification", "flush")
+        }
+
+    @property
+    def cache(self) -> ReadCache | None:
+        return self._cache
+
+    @property
+    def origin(self) -> str:
+        """The name this server's announcements carry (its workers skip them)."""
+        return self._ring.origin
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, item_id: int, deadline: float | None = None) -> tuple[Row, str]:
+        """The item and how it was served; ItemNotFound is never cached."""
+        return self._read("item", item_id, lambda: self._repository.get(item_id, deadline))
+
+    def list(self, query: ListQuery, deadline: float | None = None) -> tuple[Page, str]:
+        return self._read("list", query, lambda: self._repository.list(query, deadline))
+
+    def _read(self, region: str, key: Hashable, load: Callable[[], T]) -> tuple[T, str]:
+        if self._cache is None:
+            return load(), BYPASS
+        self._ring.catch_up(self._apply_server_writes)
+        lookup = self._cache.item if region == "item" else self._cache.page
+        value, outcome = lookup(key, load)
+        self._lookups[region, outcome].inc()
+        if outcome == MISS:
+            self._count_entries()
+        return value, outcome
+
+    # --- writes: invalidate even when the write raised (it may have committed) ---------------
+
+    def create(self, values: Mapping[str, Any], deadline: float | None = None) -> Row:
+        row = self._repository.create(values, deadline)
+        self._written((row["id"],))
+        return row
+
+    def replace(
+        self, item_id: int, values: Values, versions: Versions, deadline: float | None = None
+    ) -> Row:
+        write = self._repository.replace
+        return self._change(item_id, lambda: write(item_id, values, versions, deadline))
+
+    def patch(
+        self, item_id: int, changes: Values, versions: Versions, deadline: float | None = None
+    ) -> Row:
+        return self._change(
+            item_id, lambda: self._repository.patch(item_id, changes, versions, deadline)
+        )
+
+    def delete(self, item_id: int, versions: Versions, deadline: float | None = None) -> None:
+        self._change(item_id, lambda: self._repository.delete(item_id, versions, deadline))
+
+    def _change(self, item_id: int, write: Callable[[], T]) -> T:
+        try:
+            return write()
+        finally:
+            self._written((item_id,))
+
+    def clear_everywhere(self) -> None:
+        """Empty every worker of every replica: this one now, this server's through the ring,
+        the others when PostgreSQL delivers the notification."""
+        if self._cache is not None:
+            self._flush()
+            self._ring.publish((FLUSH,))
+        self._repository.notify(CHANNEL, CLEAR)
+
+    def _written(self, ids: tuple[int, ...]) -> None:
+        # Announced even with this server's cache off: other replicas may keep one.
+        self._announcer.announce(ids)
+        if self._cache is None:
+            return
+        self._cache.invalidate(ids)
+        self._invalidations["write"].inc()
+        self._ring.publish(ids)
+        self._count_entries()
+
+    # --- what others tell -------------------------------------------------------------------
+
+    def _apply_server_writes(self, ids: list[int]) -> None:
+        if FLUSH in ids:
+            self._flush()
+        else:
+            self._cache.invalidate(ids)
+            self._invalidations["server"].inc()
+
+    def on_notification(self, payload: str) -> None:
+        """Apply a notification (notification.py) to this worker's cache. This server's own
+        announcements are skipped: the ring brought them first."""
+        note = Notification.parse(payload)
+        if note.origin is not None and note.origin == self._ring.origin:
+            return
+        if note.sent_at is not None:
+            metrics.CACHE_NOTIFICATION_LAG.observe(max(0.0, time.time() - note.sent_at))
+        if not note.readable:
+            log.warning("unreadable cache notification; emptying the cache")
+        if note.ids is None:
+            self._flush()
+        else:
+            self._cache.invalidate(note.ids)
+            self._invalidations["notification"].inc()
+        self._count_entries()
+
+    def on_listening(self, listening: bool) -> None:
+        self._cache.set_usable(listening)
+        metrics.CACHE_LISTENER_CONNECTED.set(1 if listening else 0)
+        metrics.CACHE_ENTRIES.set(0)
+        if listening and self._prime_count:
+            # Not on the listener's thread: notifications must keep being applied meanwhile.
+            threading.Thread(target=self.prime, name="itemsapi-cache-prime", daemon=True).start()
+
+    def prime(self) -> int:
+        """Fill the empty cache with the items changed last (settings.cache_prime of them); a
+        failure only leaves the cache to fill as reads come."""
+        try:
+            stored = self._cache.prime(
+                lambda: ((row["id"], row) for row in self._repository.recent(self._prime_count))
+            )
+        except ItemsError as exc:
+            log.warning("could not prime the read cache", extra={"error": str(exc)})
+            return 0
+        self._count_entries(now=True)
+        return stored
+
+    def _count_entries(self, now: bool = False) -> None:
+        """Update the entries gauge, at most once per ENTRIES_INTERVAL unless `now`: counting
+        sweeps expired entries out first, too slow to do at every write."""
+        at = time.monotonic()
+        if now or at - self._entries_counted >= ENTRIES_INTERVAL:
+            self._entries_counted = at
+            metrics.CACHE_ENTRIES.set(len(self._cache))
+
+    def _flush(self) -> None:
+        self._cache.flush()
+        self._invalidations["flush"].inc()
+        metrics.CACHE_ENTRIES.set(0)

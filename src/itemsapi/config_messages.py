@@ -1,0 +1,31 @@
+"""How a bad setting is told: one short line per bad variable, named as the operator set it,
+instead of pydantic's own wording (config.py joins them into one error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_NOT_A = {"int_parsing": "integer", "float_parsing": "number", "int_from_float": "integer"}
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def describe(error: Any, variable: Callable[[str], str]) -> str:
+    """One line for one of pydantic's errors, naming the variable (`variable(field name)`)."""
+    name = variable(str(error["loc"][0]) if error["loc"] else "")
+    kind, context = error["type"], error.get("ctx", {})
+    if kind in _NOT_A:
+        return f"{name}={error['input']!r} is not a valid {_NOT_A[kind]}"
+    if kind == "extra_forbidden":
+        return f"{name} is not a setting"
+    if kind == "value_error":
+        return f"{name} {context['error']}".strip()
+    bounds = [f"{sign} {_number(context[key])}" for key, sign in _BOUNDS.items() if key in context]
+    if bounds:
+        return f"{name} must be {' and '.join(bounds)}"
+    return f"{name}: {error['msg']}"
+
+
+def _number(value: float) -> float:
+    # A float field's bound 0 reads as 0, not 0.0.
+    return int(value) if float(value).is_integer() else value

@@ -1,0 +1,138 @@
+"""ItemRepository: the only door to the items table. Nothing here knows about HTTP.
+
+Statements come from statements.py and run on a pooled connection's reused cursor
+(StatementConnection.run) through Database, which maps driver errors to domain errors; psycopg
+prepares each statement shape once it has run `prepare_threshold` times on a connection
+(configuration, see pool.py). Every request-path method takes the request's `deadline` for
+waiting on the pool (database.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from itemsapi.db import statements
+from itemsapi.db.database import Database
+from itemsapi.db.pool import Row, StatementConnection
+from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery, SortKey, text
+from itemsapi.errors import ItemNotFound, PreconditionFailed, SchemaMissing
+
+_SELECT = text(statements.select_statement)
+_INSERT = text(statements.insert_statement)
+_VERSION = text(statements.version_statement)
+_RECENT = text(statements.recent_statement)
+_PING = text(statements.ping_statement)
+_APPLIED = text(statements.applied_versions_statement)
+_NOTIFY = text(statements.notify_statement)
+_ANNOUNCE = text(statements.announce_statement)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Row]
+    next_key: SortKey | None
+
+
+class ItemRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def create(self, values: Mapping[str, Any], deadline: float | None = None) -> Row:
+        params = _with_jsonb(values)
+        return self._db.write(lambda conn: conn.run(_INSERT, params).fetchone(), deadline)
+
+    def get(self, item_id: int, deadline: float | None = None) -> Row:
+        row = self._db.read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone(), deadline)
+        if row is None:
+            raise ItemNotFound(item_id)
+        return row
+
+    def recent(self, limit: int) -> list[Row]:
+        """The `limit` items changed last, newest first."""
+        return self._db.read(lambda conn: conn.run(_RECENT, {"limit": limit}).fetchall())
+
+    def list(self, query: ListQuery, deadline: float | None = None) -> Page:
+        statement = text(statements.list_sql, *statements.list_shape(query))
+        params = statements.list_params(query)
+        rows = self._db.read(lambda conn: conn.run(statement, params).fetchall(), deadline)
+        if len(rows) <= query.limit:
+            return Page(rows, None)
+        rows = rows[: query.limit]
+        return Page(rows, statements.sort_key(rows[-1], query.sort))
+
+    def replace(
+        self, item_id: int, values: Mapping[str, Any], versions: list[int] | None,
+        deadline: float | None = None,
+    ) -> Row:  # fmt: skip
+        statement = text(
+            statements.update_statement, WRITABLE_COLUMNS, check_version=versions is not None
+        )
+        return self._change(item_id, statement, values, versions, deadline)
+
+    def patch(
+        self, item_id: int, changes: Mapping[str, Any], versions: list[int] | None,
+        deadline: float | None = None,
+    ) -> Row:  # fmt: skip
+        # A column outside the allow-list makes update_statement raise.
+        statement = text(
+            statements.update_statement, tuple(changes), merge_attributes=True,
+            check_version=versions is not None,
+        )  # fmt: skip
+        return self._change(item_id, statement, changes, versions, deadline)
+
+    def delete(
+        self, item_id: int, versions: list[int] | None, deadline: float | None = None
+    ) -> None:
+        statement = text(statements.delete_statement, check_version=versions is not None)
+        self._change(item_id, statement, {}, versions, deadline)
+
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell every worker of every replica listening on `channel` (cache/listener.py)."""
+        self._db.write(lambda conn: conn.run(_NOTIFY, {"channel": channel, "payload": payload}))
+
+    def announce(self, ids: list[int] | None, origin: str) -> None:
+        """Tell every worker's read cache that committed writes of the server `origin` changed
+        these items (None: any item). The items triggers leave this API's own writes to this
+        (sql/migrations/0002, 0004); cache/announcer.py sends it off the request path."""
+        self._db.write(lambda conn: conn.run(_ANNOUNCE, {"ids": ids, "origin": origin}))
+
+    def ping(self, timeout: float) -> frozenset[int]:
+        """The schema versions applied, read on a pooled connection (waiting at most `timeout`
+        for the pool) after checking the schema is in place: without it every item request
+        would fail."""
+        with self._db.connection(timeout) as conn:
+            if not conn.run(_PING).fetchone()["in_place"]:
+                raise SchemaMissing()
+            versions = conn.run(_APPLIED).fetchone()["versions"]
+        return frozenset(versions or ())
+
+    def _change(
+        self, item_id: int, statement: str, values: Mapping[str, Any],
+        versions: list[int] | None, deadline: float | None,
+    ) -> Row:  # fmt: skip
+        params = {**_with_jsonb(values), "id": item_id}
+        if versions is not None:
+            params["versions"] = versions
+
+        def run(conn: StatementConnection) -> Row:
+            row = conn.run(statement, params).fetchone()
+            if row is not None:
+                return row
+            # Nothing matched: tell a missing item from a stale If-Match.
+            current = conn.run(_VERSION, {"id": item_id}).fetchone()
+            if current is None:
+                raise ItemNotFound(item_id)
+            raise PreconditionFailed(item_id, current["version"])
+
+        return self._db.write(run, deadline)
+
+
+def _with_jsonb(values: Mapping[str, Any]) -> dict[str, Any]:
+    params = dict(values)
+    if params.get("attributes") is not None:
+        params["attributes"] = Jsonb(params["attributes"])
+    return params

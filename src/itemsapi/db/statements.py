@@ -1,0 +1,229 @@
+"""Every SQL statement on items, built with psycopg.sql: pure functions, no connection.
+
+Identifiers come only from the allow-lists below; values always travel as query parameters.
+ItemRepository (items.py) runs what these return; tests check them without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from psycopg import sql
+
+# The columns a client may write, in the order every statement names them. PATCH shapes follow
+# this order too, so the few shapes there are repeat (and their text is cached, see `text`).
+WRITABLE_COLUMNS = ("name", "description", "price", "quantity", "attributes")
+
+# price is numeric(10,2); float8 holds every such value exactly enough to round-trip its
+# decimal text, and spares building a Decimal per row.
+_SELECT_COLUMNS = sql.SQL(
+    "id, name, description, price::float8 AS price, quantity, attributes, version, "
+    "created_at, updated_at"
+)
+
+# The keyset each sort order walks; each has a matching (key, id) index in sql/init.sql.
+SORT_KEYS: dict[str, sql.Composable] = {
+    "id": sql.SQL("id"),
+    "name": sql.SQL("name"),
+    "price": sql.SQL("COALESCE(price, -1)"),
+    "created_at": sql.SQL("created_at"),
+    "updated_at": sql.SQL("updated_at"),
+}
+
+SortKey = tuple[Any, int]  # (value of the sort column, id) of the last row of a page
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = 20
+    sort: str = "id"
+    descending: bool = False
+    after: SortKey | None = None
+    q: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+
+
+def _where_id(check_version: bool) -> sql.Composable:
+    if check_version:
+        return sql.SQL("id = %(id)s AND version = ANY(%(versions)s)")
+    return sql.SQL("id = %(id)s")
+
+
+def select_statement(*, check_version: bool = False) -> sql.Composed:
+    return sql.SQL("SELECT {columns} FROM items WHERE {where}").format(
+        columns=_SELECT_COLUMNS, where=_where_id(check_version)
+    )
+
+
+def recent_statement() -> sql.Composed:
+    """The items changed last (items_updated_at_id_idx, read backwards): what primes a cache."""
+    return sql.SQL(
+        "SELECT {columns} FROM items ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
+    ).format(columns=_SELECT_COLUMNS)
+
+
+def version_statement() -> sql.Composed:
+    """The current version of one item: tells a missing item from a stale If-Match."""
+    return sql.SQL("SELECT version FROM items WHERE {where}").format(where=_where_id(False))
+
+
+def insert_statement() -> sql.Composed:
+    return sql.SQL("INSERT INTO items ({columns}) VALUES ({values}) RETURNING {returning}").format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS)),
+        values=sql.SQL(", ").join(map(sql.Placeholder, WRITABLE_COLUMNS)),
+        returning=_SELECT_COLUMNS,
+    )
+
+
+def update_statement(
+    columns: Sequence[str], *, merge_attributes: bool = False, check_version: bool = False
+) -> sql.Composed:
+    """UPDATE the given columns (from the allow-list), bump version and updated_at, RETURNING
+    the row. With merge_attributes, `attributes` is merged as RFC 7396 says instead of
+    replaced. An empty change set writes nothing: it becomes the matching SELECT."""
+    unknown = [c for c in columns if c not in WRITABLE_COLUMNS]
+    if unknown:
+        raise ValueError(f"not writable columns: {unknown}")
+    if not columns:
+        return select_statement(check_version=check_version)
+    assignments = [_assignment(c, merge_attributes) for c in columns]
+    assignments.append(sql.SQL("version = version + 1"))
+    assignments.append(sql.SQL("updated_at = now()"))
+    return sql.SQL("UPDATE items SET {assignments} WHERE {where} RETURNING {returning}").format(
+        assignments=sql.SQL(", ").join(assignments),
+        where=_where_id(check_version),
+        returning=_SELECT_COLUMNS,
+    )
+
+
+def _assignment(column: str, merge_attributes: bool) -> sql.Composed:
+    if column == "attributes" and merge_attributes:
+        return sql.SQL("attributes = jsonb_merge_patch(attributes, {})").format(
+            sql.Placeholder("attributes")
+        )
+    return sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+
+
+def delete_statement(*, check_version: bool = False) -> sql.Composed:
+    return sql.SQL("DELETE FROM items WHERE {where} RETURNING id").format(
+        where=_where_id(check_version)
+    )
+
+
+def list_shape(query: ListQuery) -> tuple[str, bool, bool, bool, bool, bool]:
+    """What the statement's text depends on (the values do not): few combinations, cached."""
+    return (
+        query.sort,
+        query.descending,
+        query.q is not None,
+        query.min_price is not None,
+        query.max_price is not None,
+        query.after is not None,
+    )
+
+
+def list_sql(
+    sort: str, descending: bool, q: bool, min_price: bool, max_price: bool, after: bool
+) -> sql.Composed:
+    key = SORT_KEYS[sort]
+    conditions: list[sql.Composable] = []
+    if q:
+        conditions.append(sql.SQL("name ILIKE %(q)s"))
+    if min_price:
+        conditions.append(sql.SQL("price >= %(min_price)s"))
+    if max_price:
+        conditions.append(sql.SQL("price <= %(max_price)s"))
+    if after:
+        op = sql.SQL("<" if descending else ">")
+        if sort == "id":
+            conditions.append(sql.SQL("id {} %(after_id)s").format(op))
+        else:
+            conditions.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(key, op))
+    direction = sql.SQL("DESC" if descending else "ASC")
+    order = [sql.SQL("id {}").format(direction)]
+    if sort != "id":
+        order.insert(0, sql.SQL("{} {}").format(key, direction))
+    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    return statement.format(columns=_SELECT_COLUMNS, where=where, order=sql.SQL(", ").join(order))
+
+
+def list_params(query: ListQuery) -> dict[str, Any]:
+    """The values for list_sql's placeholders: exactly the ones its shape names."""
+    params: dict[str, Any] = {"limit": query.limit + 1}  # one extra row says "there is more"
+    if query.q is not None:
+        params["q"] = "%" + escape_like(query.q) + "%"
+    if query.min_price is not None:
+        params["min_price"] = query.min_price
+    if query.max_price is not None:
+        params["max_price"] = query.max_price
+    if query.after is not None:
+        if query.sort != "id":
+            params["after_key"] = query.after[0]
+        params["after_id"] = query.after[1]
+    return params
+
+
+def escape_like(text: str) -> str:
+    """Make LIKE wildcards in user text match literally (backslash is LIKE's escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def sort_key(row: dict[str, Any], sort: str) -> SortKey:
+    """The keyset position of a row for a sort order, in the types the database compares."""
+    if sort == "id":
+        return (row["id"], row["id"])
+    if sort == "price":
+        price = row["price"]
+        return (Decimal(-1) if price is None else Decimal(repr(price)), row["id"])
+    return (row[sort], row["id"])
+
+
+# What the item statements need from sql/init.sql (the trigram index is optional), and the
+# table that says which migrations have been applied since.
+_SCHEMA_IN_PLACE = sql.SQL(
+    "to_regclass('items') IS NOT NULL"
+    " AND to_regprocedure('jsonb_merge_patch(jsonb, jsonb)') IS NOT NULL"
+    " AND to_regclass('schema_migrations') IS NOT NULL"
+)
+
+
+def ping_statement() -> sql.Composed:
+    """One round trip that also says whether the schema the item statements need is in place."""
+    return sql.SQL("SELECT {} AS in_place").format(_SCHEMA_IN_PLACE)
+
+
+def notify_statement() -> sql.SQL:
+    """Send a notification (delivered to listeners when it commits: at once, in autocommit)."""
+    return sql.SQL("SELECT pg_notify(%(channel)s, %(payload)s)")
+
+
+def announce_statement() -> sql.SQL:
+    """Tell the read caches which items committed writes changed (sql/migrations/0004)."""
+    return sql.SQL("SELECT itemsapi_announce_items(%(ids)s::bigint[], %(origin)s)")
+
+
+def applied_versions_statement() -> sql.SQL:
+    return sql.SQL("SELECT array_agg(version) AS versions FROM schema_migrations")
+
+
+def server_facts_statement() -> sql.Composed:
+    """The connections the server allows non-superusers, and whether the schema is in place."""
+    return sql.SQL(
+        "SELECT current_setting('max_connections')::int"
+        " - current_setting('superuser_reserved_connections')::int AS connections_allowed,"
+        " {} AS schema_in_place"
+    ).format(_SCHEMA_IN_PLACE)
+
+
+@cache
+def text(build: Any, *args: Any, **kwargs: Any) -> str:
+    """A statement's SQL text, composed once per shape and reused. Passing the text instead of
+    the Composed object spares psycopg quoting every identifier again on each execute, and
+    keeps the text identical, so its prepared-statement cache recognises the shape."""
+    return build(*args, **kwargs).as_string()

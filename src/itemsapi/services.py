@@ -1,0 +1,131 @@
+"""Services: every long-lived collaborator of one worker process, built in one function from the
+settings, opened and closed in the one order written here, and handed to the parts that need
+them (app.py gives the views theirs). Nothing else creates a pool, a thread or a listener.
+
+Built before it is opened: subscribers register on the listener while it is built, so none
+misses a notification once it listens. Closed once, at the process's exit at the latest (a
+Granian worker is a multiprocessing child: it skips atexit handlers but runs multiprocessing
+finalizers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from multiprocessing.util import Finalize
+
+from psycopg_pool import ConnectionPool
+
+from itemsapi import metrics
+from itemsapi.auth.enforce import Authenticate, Enforcer
+from itemsapi.auth.keys import KeyStore
+from itemsapi.auth.scopes import Policy
+from itemsapi.cache.announcer import Announcer
+from itemsapi.cache.items import CachedItemRepository
+from itemsapi.cache.listener import Listener
+from itemsapi.cache.notification import CHANNEL
+from itemsapi.cache.ring import WriteRing
+from itemsapi.cache.store import ReadCache
+from itemsapi.config import Settings
+from itemsapi.db import migrations
+from itemsapi.db.database import Database
+from itemsapi.db.health import DatabaseCheck
+from itemsapi.db.items import ItemRepository
+from itemsapi.db.keys import KeyRepository
+from itemsapi.db.pool import ConnectionEvents, create_pool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    pool: ConnectionPool
+    database: Database
+    items: ItemRepository
+    cached_items: CachedItemRepository
+    ring: WriteRing
+    announcer: Announcer
+    listener: Listener | None
+    enforcer: Enforcer
+    check: DatabaseCheck
+    sampler: metrics.PoolSampler
+    _closer: Finalize | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Everything a worker needs, wired and subscribed; nothing started yet."""
+        events = ConnectionEvents()
+        pool = create_pool(settings, events)
+        database = Database(pool, events)
+        items = ItemRepository(database)
+        listener = None
+        if settings.needs_listener:
+            listener = Listener(settings.listen_database_url or settings.database_url or "")
+        ring = WriteRing.from_env()
+        announcer = Announcer(items.announce, ring.origin)
+        cached_items = CachedItemRepository(items, None, ring, announcer)
+        if settings.cache and listener is not None:
+            cache = ReadCache(
+                settings.cache_max_entries, settings.cache_ttl, metrics.CACHE_EVICTIONS.inc
+            )
+            prime = min(settings.cache_prime, settings.cache_max_entries)
+            cached_items = CachedItemRepository(items, cache, ring, announcer, prime)
+            listener.subscribe(CHANNEL, cached_items.on_notification)
+            listener.on_state_change(cached_items.on_listening)
+        required = {m.version: m.path.name for m in migrations.discover()}
+        return cls(
+            settings=settings,
+            pool=pool,
+            database=database,
+            items=items,
+            cached_items=cached_items,
+            ring=ring,
+            announcer=announcer,
+            listener=listener,
+            enforcer=Enforcer(Policy(settings), _authenticator(settings, database, listener)),
+            check=DatabaseCheck(database, items, settings.ready_timeout, required),
+            sampler=metrics.PoolSampler(pool),
+        )
+
+    def open(self) -> None:
+        metrics.check_mode()
+        # Don't wait for the database: the API serves /live and answers 503 until it answers.
+        self.pool.open(wait=False)
+        self.sampler.start()
+        self.announcer.start()
+        if self.listener is not None:
+            self.listener.start()
+        self._closer = Finalize(self, self._close, exitpriority=10)
+
+    def close(self) -> None:
+        """Stop everything open() started (once; again is harmless)."""
+        if self._closer is not None:
+            self._closer()  # runs _close once and unregisters it
+
+    def _close(self) -> None:
+        # The announcer sends what is pending on the pool, so it stops before the pool closes.
+        self.announcer.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        self.sampler.stop()
+        self.check.close()
+        self.pool.close()
+        self.ring.close()
+        metrics.retire_process()
+
+
+def _authenticator(
+    settings: Settings, database: Database, listener: Listener | None
+) -> Authenticate | None:
+    if settings.auth == "off":
+        log.warning(
+            "ITEMSAPI_AUTH=off: access control is switched off; anyone who can reach the port "
+            "may read, change and delete every item"
+        )
+        return None
+    if settings.auth == "jwt":
+        from itemsapi.auth.jwt_tokens import JwtVerifier  # PyJWT only where it is used
+
+        return JwtVerifier(settings).verify
+    return KeyStore(KeyRepository(database), listener).verify

@@ -1,0 +1,108 @@
+"""Admission control: which requests a worker takes on, so that the probes always find a free
+thread and overload is refused at once instead of queued.
+
+Granian's WSGI interface runs every request on one of a worker's blocking threads, in arrival
+order; a request that finds them all busy waits in Granian's queue, however long that is. With
+only as many threads as requests should run at once, a stuck database or slow bodies take every
+thread and /live waits behind the queue. So each worker has more Granian threads than it ever
+lets item requests hold (`granian_threads`), and `admit` decides per request, before the view:
+
+- the probes and /metrics pass straight through (their credentials checked, where they need
+  any): they run on the threads kept free for them;
+- every other request needs one of `blocking_threads` run slots; when none is free it waits for
+  one, at most the pool timeout, if fewer than `max_queued` are already waiting; else, or when
+  the wait runs out, it gets 503 + Retry-After (Overloaded) at once;
+- holding it, its credentials are checked from its headers (auth.Enforcer: a key lookup may
+  need the database), so that a client without the right scope is refused before anything is
+  read from it;
+- a request with a body then gives its slot back while the body is read (bodies.BodyReader:
+  whole, with a size limit, on a bounded number of readers), so that a slow client never holds
+  a run slot, and takes one again for the view.
+
+Refusals are raised like any other error and answered by problems.respond. Blocked waiters do
+not take the GIL, and Granian starts threads on demand and ends them when idle: the threads
+beyond the run slots cost little.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from flask import Flask, request
+
+from itemsapi.auth.enforce import Enforcer
+from itemsapi.config import Settings
+from itemsapi.errors import Overloaded
+from itemsapi.web.bodies import BodyReader, declares_body
+from itemsapi.web.context import RequestContext, of
+
+# Never refused: the orchestrator's probes and the scrape must answer whatever the items do.
+EXEMPT_PATHS = frozenset({"/live", "/ready", "/health", "/metrics"})
+# Granian threads kept for the exempt paths and for refusing requests, beyond those admission
+# lets requests hold.
+PROBE_THREADS = 8
+
+
+def granian_threads(settings: Settings) -> int:
+    """Granian's blocking threads per worker: every thread admission may let requests hold
+    (running, waiting for a run slot, waiting for a body), plus the ones kept for the probes."""
+    return settings.blocking_threads + settings.max_queued + settings.max_body_reads + PROBE_THREADS
+
+
+class Admission:
+    def __init__(self, settings: Settings, enforcer: Enforcer) -> None:
+        self._enforcer = enforcer
+        self._running = threading.Semaphore(settings.blocking_threads)
+        self._queue_places = threading.Semaphore(settings.max_queued)
+        self._wait = settings.pool_timeout
+        self._bodies = BodyReader(
+            settings.max_body_bytes, settings.max_body_reads, settings.max_body_reads_per_client
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.before_request(self.admit)
+        app.teardown_request(self.release)
+
+    def admit(self) -> None:
+        if request.routing_exception is not None:
+            return  # answered 404/405 without reading or authenticating anything
+        environ = request.environ
+        context = of(environ)
+        if environ.get("PATH_INFO") in EXEMPT_PATHS:
+            context.principal = self._check_credentials()
+            return
+        self._take_slot(context)
+        context.principal = self._check_credentials()
+        if declares_body(environ):
+            self._give_back_slot(context)
+            self._bodies.buffer(environ)
+            self._take_slot(context)
+
+    def release(self, _error: BaseException | None = None) -> None:
+        context = of(request.environ)
+        if context.holds_slot:
+            self._give_back_slot(context)
+
+    def _check_credentials(self) -> str | None:
+        return self._enforcer.check(
+            request.endpoint, request.method, request.environ.get("HTTP_AUTHORIZATION")
+        )
+
+    def _take_slot(self, context: RequestContext) -> None:
+        """Take a run slot, and set the request's deadline for a pooled connection."""
+        started = time.monotonic()
+        if not self._running.acquire(blocking=False):
+            if not self._queue_places.acquire(blocking=False):
+                raise Overloaded("every run slot is taken and the queue is full")
+            try:
+                if not self._running.acquire(timeout=self._wait):
+                    raise Overloaded(f"no run slot free within {self._wait:g}s")
+            finally:
+                self._queue_places.release()
+        context.holds_slot = True
+        context.deadline = started + self._wait
+
+    def _give_back_slot(self, context: RequestContext) -> None:
+        context.holds_slot = False
+        self._running.release()

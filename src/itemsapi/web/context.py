@@ -1,0 +1,27 @@
+"""RequestContext: what one request carries from the layers that admit it to the views, in the
+WSGI environ under one key, so that telemetry (outside Flask) and the views (inside) see the same
+object. Nothing else passes per-request state between modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ENVIRON_KEY = "itemsapi.context"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    # Who made the request (an API key's id, a JWT's subject), for the access line; never the
+    # token. Set by admission once the credentials are checked.
+    principal: str | None = None
+    # time.monotonic() by which the request must have its database connection: admission sets
+    # it when it takes a run slot, so that waiting for the slot and for the pool together stay
+    # within the pool timeout. The views pass it to the repository.
+    deadline: float | None = None
+    holds_slot: bool = False
+
+
+def of(environ: dict[str, Any]) -> RequestContext:
+    return environ[ENVIRON_KEY]

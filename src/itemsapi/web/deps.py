@@ -1,0 +1,33 @@
+"""Deps: what the views need from the rest of the service, handed to the app once (app.py) and
+read back with `deps()`; the one object kept in `app.extensions`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from itemsapi.cache.items import CachedItemRepository
+from itemsapi.cache.listener import Listener
+from itemsapi.config import Settings
+from itemsapi.db.database import Database
+from itemsapi.db.health import DatabaseCheck
+
+_KEY = "itemsapi"
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    items: CachedItemRepository
+    database: Database
+    check: DatabaseCheck
+    listener: Listener | None
+
+
+def install(app: Flask, deps: Deps) -> None:
+    app.extensions[_KEY] = deps
+
+
+def deps() -> Deps:
+    return current_app.extensions[_KEY]

@@ -1,0 +1,146 @@
+"""The /items resource. Views stay thin: parse and validate, call the repository, respond."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, request, url_for
+from werkzeug.routing import BaseConverter
+
+from itemsapi.cache.items import CachedItemRepository
+from itemsapi.db.pool import Row
+from itemsapi.web import pagination
+from itemsapi.web.bodies import JSON, MERGE_PATCH, json_body
+from itemsapi.web.context import of
+from itemsapi.web.deps import deps
+from itemsapi.web.listing import parse_list_query
+from itemsapi.web.preconditions import parse_entity_tags
+from itemsapi.web.problems import ItemPathNotFound
+from itemsapi.web.responses import json_response
+from itemsapi.web.schemas import ITEM_ID_MAX, validate_patch, validate_write
+
+bp = Blueprint("items", __name__)
+
+VERSION_PREFIX = "/v1"
+# The app registers this blueprint twice: under /v1, and as it was before /v1 under this name.
+UNVERSIONED = "unversioned"
+
+_ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+class ItemIdConverter(BaseConverter):
+    """Item ids are positive bigints written one way (decimal, no sign, no leading zero), so
+    each item has one URL; any other path segment is not an item (404, as a missing one).
+
+    It raises NotFound itself: a ValidationError would let werkzeug answer 405 for
+    PUT/PATCH/DELETE on a path whose GET it had considered."""
+
+    regex = r"[^/]+"
+
+    def to_python(self, value: str) -> int:
+        if not _CANONICAL_ID.fullmatch(value) or int(value) > ITEM_ID_MAX:
+            raise ItemPathNotFound(value)
+        return int(value)
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+CACHE_HEADER = "X-Cache"  # hit | miss | bypass: how a cached route's read was served
+
+
+def _items() -> CachedItemRepository:
+    return deps().items
+
+
+def _deadline() -> float | None:
+    return of(request.environ).deadline
+
+
+@bp.post("/items")
+def create_item() -> Response:
+    item = _items().create(validate_write(json_body(JSON)), _deadline())
+    return _item_response(item, 201, Location=url_for(".get_item", item_id=item["id"]))
+
+
+@bp.get("/items/<item_id:item_id>")
+def get_item(item_id: int) -> Response:
+    tags = parse_entity_tags("If-None-Match", request.headers.get("If-None-Match"))
+    item, served = _items().get(item_id, _deadline())
+    tag = etag(item)
+    if tags is not None and (tags.star or tag in tags.weak_values):
+        return Response(status=304, headers={"ETag": f'"{tag}"', CACHE_HEADER: served})
+    return _item_response(item, **{CACHE_HEADER: served})
+
+
+@bp.put("/items/<item_id:item_id>")
+def replace_item(item_id: int) -> Response:
+    versions = _if_match(item_id)
+    values = validate_write(json_body(JSON))
+    return _item_response(_items().replace(item_id, values, versions, _deadline()))
+
+
+@bp.patch("/items/<item_id:item_id>")
+def patch_item(item_id: int) -> Response:
+    versions = _if_match(item_id)
+    changes = validate_patch(json_body(MERGE_PATCH, JSON))
+    return _item_response(_items().patch(item_id, changes, versions, _deadline()))
+
+
+@bp.delete("/items/<item_id:item_id>")
+def delete_item(item_id: int) -> Response:
+    _items().delete(item_id, _if_match(item_id), _deadline())
+    return Response(status=204)
+
+
+@bp.get("/items")
+def list_items() -> Response:
+    query = parse_list_query(request.args)
+    page, served = _items().list(query, _deadline())
+    sort = ("-" if query.descending else "") + query.sort
+    next_cursor = pagination.encode(sort, page.next_key) if page.next_key else None
+    headers = {CACHE_HEADER: served}
+    if next_cursor:
+        args = {k: v for k, v in request.args.items() if k != "cursor"}
+        next_url = url_for(".list_items", **args, cursor=next_cursor)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response({"items": page.items, "next_cursor": next_cursor}, headers=headers)
+
+
+@bp.after_request
+def mark_unversioned(response: Response) -> Response:
+    """The unversioned paths answer as before, saying they are deprecated and naming the /v1
+    path that succeeds each one (RFC 8594's Link relation)."""
+    if request.blueprint == UNVERSIONED:
+        successor = VERSION_PREFIX + request.full_path.rstrip("?")
+        response.headers["Deprecation"] = "true"
+        response.headers.add("Link", f'<{successor}>; rel="successor-version"')
+    return response
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def etag(item: Row) -> str:
+    """Entity tag (without quotes): the id and the version, which moves on every write."""
+    return f"{item['id']}-{item['version']}"
+
+
+def _item_response(item: Row, status: int = 200, **headers: str) -> Response:
+    return json_response(item, status, headers={"ETag": f'"{etag(item)}"', **headers})
+
+
+def _if_match(item_id: int) -> list[int] | None:
+    """The versions If-Match accepts; None when there is no precondition (or `*`, which only
+    asks that the item exist, as every write here does anyway)."""
+    tags = parse_entity_tags("If-Match", request.headers.get("If-Match"))
+    if tags is None or tags.star:
+        return None
+    versions = []
+    for tag in tags.strong_values:  # If-Match uses strong comparison
+        match = _ETAG.fullmatch(tag)
+        if match and int(match["id"]) == item_id:
+            versions.append(int(match["version"]))
+    return versions  # may be empty: then nothing matches and the write is refused (412)

@@ -1,0 +1,106 @@
+"""The response bodies other than the item itself: a page of items, a problem, the probes'
+reports. Each model both shapes what the views send and is published as an OpenAPI component
+(openapi.py), so the document cannot drift from the responses.
+
+Items are not validated on the way out: a page's items are the database's rows as they come, and
+ItemPage only publishes their shape.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from itemsapi.web.schemas import Item, without_defaults
+
+Count = Annotated[int, Field(ge=0)]
+Availability = Literal["ok", "unavailable"]
+
+
+class Body(BaseModel):
+    # Serialized with exclude_unset: a field the view does not set is left out of the body.
+    model_config = ConfigDict(json_schema_extra=without_defaults)
+
+
+class ItemPage(Body):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Item]
+    next_cursor: str | None
+
+
+class ProblemField(Body):
+    field: str | None
+    message: str
+
+
+class Problem(Body):
+    """RFC 9457 problem details."""
+
+    type: Annotated[str, Field(json_schema_extra={"format": "uri-reference"})]
+    title: str
+    status: Annotated[int, Field(ge=400, le=599)]
+    detail: str
+    errors: Annotated[
+        list[ProblemField],
+        Field(description="Every bad field (422) or parameter (400)."),
+    ] = None  # type: ignore[assignment]
+
+
+class ProbeStatus(Body):
+    status: str
+    reason: str | None = None
+
+
+class PoolFigures(Body):
+    size: Count
+    available: Count
+    waiting: Count
+
+
+class DatabaseHealth(Body):
+    status: Availability
+    latency_ms: float | None
+    error: str | None = None
+    pool: PoolFigures
+
+
+class CacheHealth(Body):
+    status: Annotated[
+        Literal["listening", "not listening", "off"],
+        Field(
+            description="The read cache's change listener. Not listening: the cache is bypassed "
+            "(every read goes to the database) until it listens again; off: ITEMSAPI_CACHE=false."
+        ),
+    ]
+    entries: Count
+
+
+class HealthChecks(Body):
+    database: DatabaseHealth
+    cache: CacheHealth
+
+
+class Health(Body):
+    status: Availability
+    version: str
+    environment: str
+    checks: HealthChecks
+
+
+class IndexLinks(Body):
+    items: str
+    docs: str
+    openapi: str
+    health: str
+
+
+class Index(Body):
+    name: str
+    version: str
+    links: IndexLinks
+
+
+# Published as components under these names; the models they are made of are inlined.
+PUBLISHED = (ItemPage, Problem, ProbeStatus, Health, Index)
