@@ -66,6 +66,8 @@ def run(step: str, command: list[str], timeout: float = 300, **kwargs: Any) -> s
     except FileNotFoundError:
         package = PACKAGES.get(program, program)
         pytest.fail(f"{step}: {program} is missing: install Debian's {package} (`make tools`)")
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{step} took over {timeout}s: {' '.join(command)}")
     if result.returncode != 0:
         pytest.fail(
             f"{step} failed (exit {result.returncode}): {' '.join(command)}\n"
@@ -74,8 +76,8 @@ def run(step: str, command: list[str], timeout: float = 300, **kwargs: Any) -> s
     return result.stdout
 
 
-def podman(step: str, *args: str, timeout: float = 300) -> str:
-    return run(step, ["podman", *args], timeout=timeout)
+def podman(step: str, *args: str) -> str:
+    return run(step, ["podman", *args])
 
 
 def podman_env() -> dict[str, str]:
@@ -125,7 +127,7 @@ def ensure_base() -> str:
         partial = tarball.with_suffix(f".{os.getpid()}.partial")
         run("building the base root fs (mmdebstrap)",
             ["mmdebstrap", *BASE_RECIPE, "bookworm", str(partial), *MIRRORS],
-            stdin=subprocess.DEVNULL, timeout=400)  # fmt: skip
+            stdin=subprocess.DEVNULL)  # fmt: skip
         partial.replace(tarball)
     changes = [f"--change={c}" for c in [*BASE_CONFIG, f"LABEL itemsapi.base={key}"]]
     podman("importing the base root fs", "import", *changes, str(tarball), name)
@@ -139,7 +141,7 @@ def build(tag: str) -> None:
             pytest.fail(f"{program} is missing: install Debian's {package} (`make tools`)")
     ensure_base()
     podman("building the Dockerfile", "build", "--pull=never", "--format=docker", f"--tag={tag}",
-           str(ROOT), timeout=400)  # fmt: skip
+           str(ROOT))  # fmt: skip
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:

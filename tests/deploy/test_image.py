@@ -24,7 +24,8 @@ from tests.deploy import image
 from tests.deploy.conftest import ROOT
 from tests.helpers import Cluster, free_port, http, item_payload, wait_until
 
-pytestmark = pytest.mark.slow
+# A cold start builds the base root fs and every layer first (about a minute here).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 UID = 10001  # the Dockerfile's USER
 # The containers reach the host's loopback, where the test cluster listens, at 10.0.2.2
