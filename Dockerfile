@@ -10,14 +10,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY requirements.txt tools/requirements-build.txt ./
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.txt \
+# The venv gets no pip or setuptools of its own (the base image's, unpinned, would ship in the
+# runtime stage): the base's pip installs into it, so it holds exactly the lock.
+RUN python -m venv --without-pip /opt/venv \
+    && pip --python /opt/venv/bin/python install --require-hashes --no-deps -r requirements.txt \
     && pip install --require-hashes --no-deps -r requirements-build.txt
 COPY pyproject.toml README.md ./
 COPY sql ./sql
 COPY src ./src
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install --no-deps /wheels/itemsapi-*.whl
+    && pip --python /opt/venv/bin/python install --no-deps /wheels/itemsapi-*.whl
 
 # --- runtime: the virtual environment only, as a fixed non-root user ----------------------------
 FROM ${PYTHON_IMAGE}

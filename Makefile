@@ -10,7 +10,8 @@ COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile -q --generate-hashes --s
 LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
 	tools/requirements-pgadmin.txt
 
-.PHONY: run test lint format lock tools chromium wrk scale-out kubectl bench paired clean
+.PHONY: run test image-test lint format lock tools chromium wrk scale-out kubectl image-tools bench \
+	paired clean
 
 run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
@@ -19,6 +20,11 @@ test: $(VENV)/.dev tools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest
+
+# The image built from the Dockerfile and run as compose runs it, under podman (make test runs it
+# too): see docs/deployment.md. The stand-in base image is cached in ~/.cache/itemsapi-image.
+image-test: $(VENV)/.dev image-tools
+	$(BIN)/python -m pytest tests/deploy/test_image.py -rP
 
 # The benchmark (not a test): see docs/performance.md.
 bench: $(VENV)/.dev wrk
@@ -50,7 +56,8 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt pyproject.toml | $(BIN)/pyth
 
 # Tools the checks run: dclint (npm), pgAdmin (its own venv, as its pins differ from ours) and
 # Chromium for the /docs page and pgAdmin (Debian's package: installed when we may, else named).
-tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium wrk scale-out kubectl
+tools: tools/node_modules/.bin/dclint .venv-pgadmin/.installed chromium wrk scale-out kubectl \
+	image-tools
 
 # Debian packages: installed when we may (root with apt-get), otherwise named.
 APT_INSTALL = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -72,6 +79,13 @@ scale-out:
 # renders deploy/k8s for its test: the kubectl package where an apt source has it.
 kubectl:
 	@command -v kubectl >/dev/null || { $(call APT_INSTALL,kubectl); }
+
+# podman (with runc: crun fails here; slirp4netns for the containers' network; uidmap) builds
+# and runs the image; mmdebstrap makes the Debian root file system standing in for its base image.
+IMAGE_PROGRAMS := /usr/bin/podman /usr/sbin/runc /usr/bin/slirp4netns /usr/bin/newuidmap \
+	/usr/bin/mmdebstrap
+image-tools:
+	@ls $(IMAGE_PROGRAMS) >/dev/null 2>&1 || { $(call APT_INSTALL,podman runc slirp4netns uidmap mmdebstrap); }
 
 tools/node_modules/.bin/dclint: tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
