@@ -18,6 +18,7 @@ from itemsapi.errors import (
     DatabaseError,
     DatabaseUnavailable,
     Forbidden,
+    IdentityProviderUnavailable,
     ItemNotFound,
     ItemsError,
     Overloaded,
@@ -57,6 +58,10 @@ PROBLEMS: dict[type[ItemsError], Problem] = {
     Overloaded: Problem(503, "overloaded", "Service unavailable"),
     BodyTooLarge: Problem(413, "body-too-large", None),
     BodyIncomplete: Problem(400, "body-incomplete", None),
+    # A JWT that cannot be checked while the issuer's JWKS is down (auth/jwks.py).
+    IdentityProviderUnavailable: Problem(
+        503, "identity-provider-unavailable", "Service unavailable"
+    ),
 }
 
 
@@ -84,7 +89,7 @@ def problem_for(exc: ItemsError, entry: Problem | None = None) -> Response:
     if isinstance(exc, Unauthorized | Forbidden):
         headers["WWW-Authenticate"] = exc.challenge
     if entry.status == 503:
-        headers["Retry-After"] = RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
     extra = {}
     if hasattr(exc, "errors"):
         extra["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]

@@ -26,6 +26,7 @@ from itemsapi.middleware import PRINCIPAL_ENVIRON
 ISSUER = "https://issuer.test/realms/main"
 AUDIENCE = "itemsapi"
 REFRESH_SECONDS = 0.5
+HANG_SECONDS = 10.0  # how long a hanging JWKS endpoint holds a fetch at most
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -39,19 +40,33 @@ def public_jwk(kid: str, key: Any) -> dict[str, Any]:
 
 
 class Issuer:
-    """The JWKS endpoint: the keys it publishes can change; it counts the fetches."""
+    """The JWKS endpoint: the keys it publishes can change, and so can its `answer`: "json"
+    (the keys), "html" (200 with a web page), "error" (500) or "hang" (no answer until
+    `release` is set, at most HANG_SECONDS). It counts the fetches."""
 
     def __init__(self) -> None:
         self.keys = [public_jwk("rsa-1", RSA_KEY), public_jwk("ec-1", EC_KEY)]
+        self.answer = "json"
+        self.release = threading.Event()
         self.fetches = 0
+        counting = threading.Lock()
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                issuer.fetches += 1
-                body = json.dumps({"keys": issuer.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                with counting:
+                    issuer.fetches += 1
+                answer = issuer.answer
+                if answer == "hang":
+                    issuer.release.wait(HANG_SECONDS)
+                    return  # the connection closes with no response
+                body, status, kind = b"<html><body>Sign in</body></html>", 200, "text/html"
+                if answer == "error":
+                    status = 500
+                elif answer == "json":
+                    body, kind = json.dumps({"keys": issuer.keys}).encode(), "application/json"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -91,6 +106,7 @@ def unsigned(header: dict[str, Any], secret: bytes | None = None) -> str:
 def issuer() -> Iterator[Issuer]:
     issuer = Issuer()
     yield issuer
+    issuer.release.set()
     issuer.server.shutdown()
     issuer.server.server_close()
 
