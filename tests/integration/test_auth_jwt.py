@@ -102,6 +102,24 @@ def unsigned(header: dict[str, Any], secret: bytes | None = None) -> str:
     return f"{signing_input}.{b64(mac)}"
 
 
+HEADER_TEXT = json.dumps({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"})
+PAYLOAD_TEXT = json.dumps(
+    {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-42", "exp": 4102444800, "scope": "read"}
+)
+
+
+def raw_signed(header_text: str, payload_text: str) -> str:
+    """A token whose JSON text is exactly as given, validly signed with the issuer's RSA key."""
+    signing_input = f"{b64(header_text.encode())}.{b64(payload_text.encode())}"
+    signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input.encode(), RSA_KEY)
+    return f"{signing_input}.{b64(signature)}"
+
+
+def test_a_token_signed_from_its_json_text_passes(jwt_app):
+    # The control of the duplicated-member cases: the same construction without a duplicate.
+    assert get(jwt_app, raw_signed(HEADER_TEXT, PAYLOAD_TEXT)).status_code == 200
+
+
 @pytest.fixture
 def issuer() -> Iterator[Issuer]:
     issuer = Issuer()
@@ -162,6 +180,23 @@ def test_valid_tokens_pass_by_their_scopes(jwt_app):
             id="hs256-with-the-public-key-as-secret",
         ),
         pytest.param(lambda: "not.a.jwt", id="garbage"),
+        # PyJWT takes a NumericDate through int(), so a string of digits would pass.
+        pytest.param(lambda: sign(exp=str(int(time.time()) + 300)), id="exp-a-string"),
+        pytest.param(lambda: sign(nbf=str(int(time.time()) - 60)), id="nbf-a-string"),
+        pytest.param(lambda: sign(iat=str(int(time.time()))), id="iat-a-string"),
+        # Signed as they are: only the duplicated member name is wrong with them.
+        pytest.param(
+            lambda: raw_signed(HEADER_TEXT, PAYLOAD_TEXT[:-1] + ', "sub": "admin"}'),
+            id="payload-member-twice",
+        ),
+        pytest.param(
+            lambda: raw_signed(HEADER_TEXT[:-1] + ', "kid": "rsa-1"}', PAYLOAD_TEXT),
+            id="header-member-twice",
+        ),
+        pytest.param(
+            lambda: raw_signed(HEADER_TEXT, PAYLOAD_TEXT[:-1] + ', "x": {"a": 1, "a": 2}}'),
+            id="nested-member-twice",
+        ),
     ],
 )
 def test_invalid_tokens_are_401_invalid_token(jwt_app, token):

@@ -3,9 +3,19 @@ its JWKS with PyJWT. Only the configured asymmetric algorithms are accepted (nev
 never an HMAC keyed with a public key); exp, iss, aud and sub are required, nbf checked when
 present. The JWKS is cached and survives the issuer's outages (jwks.py); a token naming a key id
 it lacks refetches it, at most once per ITEMSAPI_JWT_JWKS_REFRESH_SECONDS, so forged key ids
-cannot make the service hammer the issuer."""
+cannot make the service hammer the issuer.
+
+Before PyJWT sees a token, its header and payload are parsed strictly here: a member name given
+twice (which PyJWT's json.loads would settle silently with the last value, where another parser
+may take the first) and NaN or Infinity refuse it, and so does an exp, nbf or iat that is not a
+JSON number (RFC 7519 NumericDate), which PyJWT would take as a string through int()."""
 
 from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
 
 import jwt
 
@@ -14,6 +24,7 @@ from itemsapi.auth.scopes import Principal
 from itemsapi.config import Settings
 from itemsapi.errors import Unauthorized
 
+NUMERIC_DATES = ("exp", "nbf", "iat")
 LEEWAY = 30  # seconds of clock skew allowed on exp and nbf
 
 
@@ -29,10 +40,7 @@ class JwtVerifier:
 
     def verify(self, token: str) -> Principal:
         """The principal (subject and scopes) a token stands for; Unauthorized otherwise."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Unauthorized("invalid") from None
+        header = _strict_segments(token)
         kid = header.get("kid")
         if header.get("alg") not in self._algorithms or not isinstance(kid, str) or not kid:
             raise Unauthorized("invalid")
@@ -59,3 +67,37 @@ def _scopes(claim: object) -> frozenset[str]:
     if isinstance(claim, list):
         return frozenset(scope for scope in claim if isinstance(scope, str))
     return frozenset()
+
+
+def _strict_segments(token: str) -> dict[str, Any]:
+    """The token's header, once its header and payload have passed the strict parse."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthorized("invalid")
+    header, payload = _strict_json(parts[0]), _strict_json(parts[1])
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise Unauthorized("invalid")
+    for name in NUMERIC_DATES:
+        value = payload.get(name)
+        if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthorized("invalid")
+    return header
+
+
+def _strict_json(segment: str) -> Any:
+    try:
+        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+    except (ValueError, binascii.Error):  # JSONDecodeError and UnicodeDecodeError are too
+        raise Unauthorized("invalid") from None
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("a member name appears twice")
+    return members
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
