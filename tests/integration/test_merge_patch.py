@@ -86,6 +86,9 @@ def test_sql_null_arguments_behave_as_before(sql):
     assert merged(sql, None, {"a": 1, "b": None}) == {"a": 1}  # a SQL NULL target counts as {}
 
 
+KEYS = ("a", "b", "c", "d", "", "a b", "é", "null")
+
+
 def random_value(rng: random.Random, depth: int) -> Any:
     kind = rng.choice(["null", "scalar", "array", "object", "object"] if depth < 4 else ["scalar"])
     if kind == "null":
@@ -99,7 +102,7 @@ def random_value(rng: random.Random, depth: int) -> Any:
 
 def random_object(rng: random.Random, depth: int) -> dict[str, Any]:
     # Few key names, so that target and patch share many members at every level.
-    return {rng.choice("abcdef"): random_value(rng, depth) for _ in range(rng.randrange(6))}
+    return {rng.choice(KEYS): random_value(rng, depth) for _ in range(rng.randrange(6))}
 
 
 def test_the_same_results_as_the_baseline_definition_on_random_documents(sql):
