@@ -193,3 +193,17 @@ class BodyIncomplete(ItemsError):
     @property
     def detail(self) -> str:
         return str(self)
+
+
+class IdentityProviderUnavailable(ItemsError):
+    """A bearer JWT cannot be checked because the issuer's JWKS cannot be fetched now (none
+    fetched yet, or the token names a key the last good set lacks while the issuer fails):
+    the token may well be valid, so the client is told to retry, not that it is refused."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(f"the identity provider's keys are unavailable: {reason}")
+        self.retry_after = retry_after
+
+    @property
+    def detail(self) -> str:
+        return "the identity provider cannot be reached to check this token; try again shortly"

@@ -196,3 +196,25 @@ class PoolSampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+# JWT mode's key set (auth/jwks.py). The age of a worker's key set is time() minus its last
+# success: a timestamp rather than an age gauge, because a multiprocess gauge holds only what a
+# worker last wrote, and an age has to move while nothing is fetched. livemin: the stalest worker.
+JWKS_FETCHES = Counter(
+    "itemsapi_jwks_fetches_total",
+    "Fetches of the identity provider's JWKS, by outcome: ok, http_error (an answer other than "
+    "200), malformed (not a JWK set with a usable key), timeout, connection.",
+    ["outcome"],
+)
+JWKS_LAST_SUCCESS = Gauge(
+    "itemsapi_jwks_last_success_timestamp_seconds",
+    "Unix time of the key set the stalest worker verifies JWTs with (0: none yet, or key mode).",
+    multiprocess_mode="livemin",
+)
+
+
+def count_jwks_fetch(outcome: str) -> None:
+    JWKS_FETCHES.labels(outcome).inc()
+    if outcome == "ok":
+        JWKS_LAST_SUCCESS.set_to_current_time()

@@ -19,10 +19,9 @@ import psycopg
 import pytest
 import yaml
 
-from itemsapi import embedded
 from tests.deploy import image
 from tests.deploy.conftest import ROOT
-from tests.helpers import Cluster, free_port, http, item_payload, wait_until
+from tests.helpers import Cluster, free_port, http, item_payload, pg_program, wait_until
 
 # A cold start builds the base root fs and every layer first (about a minute here).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -87,7 +86,7 @@ def compose_database(root: Path, password: str) -> Cluster:
         source, target = mount.split(":")[:2]
         if target.startswith("/docker-entrypoint-initdb.d/"):
             image.run(f"running {source} as the postgres image would", [
-                embedded.program("psql"), "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f",
+                pg_program("psql"), "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "-f",
                 str(ROOT / source), f"host={cluster.data} port={cluster.port} user=itemsapi"
                 " dbname=itemsapi"])  # fmt: skip
     return cluster

@@ -26,6 +26,7 @@ from itemsapi.web.context import of
 ISSUER = "https://issuer.test/realms/main"
 AUDIENCE = "itemsapi"
 REFRESH_SECONDS = 0.5
+HANG_SECONDS = 10.0  # how long a hanging JWKS endpoint holds a fetch at most
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -39,19 +40,33 @@ def public_jwk(kid: str, key: Any) -> dict[str, Any]:
 
 
 class Issuer:
-    """The JWKS endpoint: the keys it publishes can change; it counts the fetches."""
+    """The JWKS endpoint: the keys it publishes can change, and so can its `answer`: "json"
+    (the keys), "html" (200 with a web page), "error" (500) or "hang" (no answer until
+    `release` is set, at most HANG_SECONDS). It counts the fetches."""
 
     def __init__(self) -> None:
         self.keys = [public_jwk("rsa-1", RSA_KEY), public_jwk("ec-1", EC_KEY)]
+        self.answer = "json"
+        self.release = threading.Event()
         self.fetches = 0
+        counting = threading.Lock()
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                issuer.fetches += 1
-                body = json.dumps({"keys": issuer.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
+                with counting:
+                    issuer.fetches += 1
+                answer = issuer.answer
+                if answer == "hang":
+                    issuer.release.wait(HANG_SECONDS)
+                    return  # the connection closes with no response
+                body, status, kind = b"<html><body>Sign in</body></html>", 200, "text/html"
+                if answer == "error":
+                    status = 500
+                elif answer == "json":
+                    body, kind = json.dumps({"keys": issuer.keys}).encode(), "application/json"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -87,10 +102,29 @@ def unsigned(header: dict[str, Any], secret: bytes | None = None) -> str:
     return f"{signing_input}.{b64(mac)}"
 
 
+HEADER_TEXT = json.dumps({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"})
+PAYLOAD_TEXT = json.dumps(
+    {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-42", "exp": 4102444800, "scope": "read"}
+)
+
+
+def raw_signed(header_text: str, payload_text: str) -> str:
+    """A token whose JSON text is exactly as given, validly signed with the issuer's RSA key."""
+    signing_input = f"{b64(header_text.encode())}.{b64(payload_text.encode())}"
+    signature = RSAAlgorithm(RSAAlgorithm.SHA256).sign(signing_input.encode(), RSA_KEY)
+    return f"{signing_input}.{b64(signature)}"
+
+
+def test_a_token_signed_from_its_json_text_passes(jwt_app):
+    # The control of the duplicated-member cases: the same construction without a duplicate.
+    assert get(jwt_app, raw_signed(HEADER_TEXT, PAYLOAD_TEXT)).status_code == 200
+
+
 @pytest.fixture
 def issuer() -> Iterator[Issuer]:
     issuer = Issuer()
     yield issuer
+    issuer.release.set()
     issuer.server.shutdown()
     issuer.server.server_close()
 
@@ -146,6 +180,23 @@ def test_valid_tokens_pass_by_their_scopes(jwt_app):
             id="hs256-with-the-public-key-as-secret",
         ),
         pytest.param(lambda: "not.a.jwt", id="garbage"),
+        # PyJWT takes a NumericDate through int(), so a string of digits would pass.
+        pytest.param(lambda: sign(exp=str(int(time.time()) + 300)), id="exp-a-string"),
+        pytest.param(lambda: sign(nbf=str(int(time.time()) - 60)), id="nbf-a-string"),
+        pytest.param(lambda: sign(iat=str(int(time.time()))), id="iat-a-string"),
+        # Signed as they are: only the duplicated member name is wrong with them.
+        pytest.param(
+            lambda: raw_signed(HEADER_TEXT, PAYLOAD_TEXT[:-1] + ', "sub": "admin"}'),
+            id="payload-member-twice",
+        ),
+        pytest.param(
+            lambda: raw_signed(HEADER_TEXT[:-1] + ', "kid": "rsa-1"}', PAYLOAD_TEXT),
+            id="header-member-twice",
+        ),
+        pytest.param(
+            lambda: raw_signed(HEADER_TEXT, PAYLOAD_TEXT[:-1] + ', "x": {"a": 1, "a": 2}}'),
+            id="nested-member-twice",
+        ),
     ],
 )
 def test_invalid_tokens_are_401_invalid_token(jwt_app, token):

@@ -1,24 +1,30 @@
 """OpenID Connect mode (ITEMSAPI_AUTH=jwt): bearer JWTs signed by the issuer, verified against
 its JWKS with PyJWT. Only the configured asymmetric algorithms are accepted (never `none`,
 never an HMAC keyed with a public key); exp, iss, aud and sub are required, nbf checked when
-present. The JWKS is cached; a token naming a key id it lacks refetches it, at most once per
-ITEMSAPI_JWT_JWKS_REFRESH_SECONDS (PyJWKClient's cooldown), so forged key ids cannot make the
-service hammer the issuer."""
+present. The JWKS is cached and survives the issuer's outages (jwks.py); a token naming a key id
+it lacks refetches it, at most once per ITEMSAPI_JWT_JWKS_REFRESH_SECONDS, so forged key ids
+cannot make the service hammer the issuer.
+
+Before PyJWT sees a token, its header and payload are parsed strictly here: a member name given
+twice (which PyJWT's json.loads would settle silently with the last value, where another parser
+may take the first) and NaN or Infinity refuse it, and so does an exp, nbf or iat that is not a
+JSON number (RFC 7519 NumericDate), which PyJWT would take as a string through int()."""
 
 from __future__ import annotations
 
-import logging
+import base64
+import binascii
+import json
+from typing import Any
 
 import jwt
 
+from itemsapi.auth.jwks import Jwks
 from itemsapi.auth.scopes import Principal
 from itemsapi.config import Settings
 from itemsapi.errors import Unauthorized
 
-log = logging.getLogger(__name__)
-
-JWKS_LIFESPAN = 300.0  # seconds a fetched JWKS is trusted before it is fetched again
-JWKS_TIMEOUT = 5.0
+NUMERIC_DATES = ("exp", "nbf", "iat")
 LEEWAY = 30  # seconds of clock skew allowed on exp and nbf
 
 
@@ -30,20 +36,16 @@ class JwtVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._scope_claim = settings.jwt_scope_claim
-        self._jwks = jwt.PyJWKClient(
-            settings.jwt_jwks_url,
-            lifespan=JWKS_LIFESPAN,
-            timeout=JWKS_TIMEOUT,
-            cooldown_duration=settings.jwt_jwks_refresh_seconds,
-        )
+        self._jwks = Jwks(settings.jwt_jwks_url, settings.jwt_jwks_refresh_seconds)
 
     def verify(self, token: str) -> Principal:
         """The principal (subject and scopes) a token stands for; Unauthorized otherwise."""
+        header = _strict_segments(token)
+        kid = header.get("kid")
+        if header.get("alg") not in self._algorithms or not isinstance(kid, str) or not kid:
+            raise Unauthorized("invalid")
+        key = self._jwks.key(kid)  # Unauthorized, or IdentityProviderUnavailable (503)
         try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") not in self._algorithms or not header.get("kid"):
-                raise Unauthorized("invalid")
-            key = self._jwks.get_signing_key(header["kid"])
             claims = jwt.decode(
                 token,
                 key,
@@ -53,11 +55,6 @@ class JwtVerifier:
                 leeway=LEEWAY,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.PyJWKClientConnectionError as exc:
-            log.warning("cannot fetch the issuer's JWKS", extra={"error": str(exc)})
-            raise Unauthorized("jwks_unavailable") from None
-        except jwt.PyJWKClientError:
-            raise Unauthorized("unknown_key") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid") from None
         return Principal(str(claims["sub"]), _scopes(claims.get(self._scope_claim)))
@@ -70,3 +67,37 @@ def _scopes(claim: object) -> frozenset[str]:
     if isinstance(claim, list):
         return frozenset(scope for scope in claim if isinstance(scope, str))
     return frozenset()
+
+
+def _strict_segments(token: str) -> dict[str, Any]:
+    """The token's header, once its header and payload have passed the strict parse."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthorized("invalid")
+    header, payload = _strict_json(parts[0]), _strict_json(parts[1])
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise Unauthorized("invalid")
+    for name in NUMERIC_DATES:
+        value = payload.get(name)
+        if name in payload and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise Unauthorized("invalid")
+    return header
+
+
+def _strict_json(segment: str) -> Any:
+    try:
+        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+    except (ValueError, binascii.Error):  # JSONDecodeError and UnicodeDecodeError are too
+        raise Unauthorized("invalid") from None
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise ValueError("a member name appears twice")
+    return members
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -22,6 +22,7 @@ from itemsapi.errors import (
     DatabaseError,
     DatabaseUnavailable,
     Forbidden,
+    IdentityProviderUnavailable,
     ItemNotFound,
     ItemsError,
     Overloaded,
@@ -64,6 +65,10 @@ PROBLEM_TYPES: dict[type[ItemsError], ProblemType] = {
     Overloaded: ProblemType(503, "overloaded", "Service unavailable"),
     BodyTooLarge: ProblemType(413, "body-too-large", None),
     BodyIncomplete: ProblemType(400, "body-incomplete", None),
+    # A JWT that cannot be checked while the issuer's JWKS is down (auth/jwks.py).
+    IdentityProviderUnavailable: ProblemType(
+        503, "identity-provider-unavailable", "Service unavailable"
+    ),
 }
 
 
@@ -104,7 +109,7 @@ def _domain_error(exc: ItemsError) -> Response:
     if isinstance(exc, Unauthorized | Forbidden):
         headers["WWW-Authenticate"] = exc.challenge
     if entry.status == 503:
-        headers["Retry-After"] = RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
     errors = None
     if hasattr(exc, "errors"):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
