@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.e2e.crowd import Answer, PeakRss, Probes, clients_until, p99, request
-from tests.helpers import TableLock, http, item_payload, wait_until
+from tests.helpers import TOKENS, TableLock, http, item_payload, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -128,12 +128,20 @@ def test_a_locked_table_sheds_item_requests_and_the_probes_answer(server, cluste
     assert_full_service(server)
 
 
-def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(server):
-    port = port_of(server)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert max(soft, hard) >= 1200, "not enough file descriptors for the test"
-    # One client (127.0.0.1) stalls 200 bodies; another (127.0.0.2) writes meanwhile.
-    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(200)]
+def stall_bodies(port: int, count: int, token: str | None) -> list[socket.socket]:
+    """`count` connections from 127.0.0.1, each starting a POST whose body never comes."""
+    auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    for sock in slow:
+        sock.sendall(
+            b"POST /v1/items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + auth + b"Content-Length: 100\r\n\r\n" + b'{"na'
+        )  # fmt: skip
+    return slow
+
+
+def others_meanwhile(server, port: int) -> tuple[dict, dict, list[Answer], list[Answer]]:
+    """Readers and writers from another address (127.0.0.2) for 4 s, the probes watched."""
     payload = json.dumps(item_payload()).encode()
 
     def write() -> asyncio.Future:
@@ -145,13 +153,25 @@ def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(serve
             clients_until(8, deadline, lambda: get_item(port)), clients_until(2, deadline, write)
         )
 
+    probes, memory, (answers, writes) = asyncio.run(observe(server, readers_and_writers()))
+    return probes, memory, answers, writes
+
+
+def check_others_served(figures: dict, writes: list[Answer]) -> None:
+    assert figures["200"] == figures["requests"]  # the other clients: all served, at once
+    assert figures["p99_200_s"] < 0.5
+    assert writes
+    assert figures["writes_201"] == len(writes), sorted({a.status for a in writes})
+
+
+def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(server):
+    # The client holds a valid write key: what remains once credentials come before bodies.
+    port = port_of(server)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert max(soft, hard) >= 1200, "not enough file descriptors for the test"
+    slow = stall_bodies(port, 200, TOKENS[f"http://127.0.0.1:{port}"]())
     try:
-        for sock in slow:
-            sock.sendall(
-                b"POST /v1/items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n" + b'{"na'
-            )
-        probes, memory, (answers, writes) = asyncio.run(observe(server, readers_and_writers()))
+        probes, memory, answers, writes = others_meanwhile(server, port)
         slow_statuses = [_status_of(sock) for sock in slow]
     finally:
         for sock in slow:
@@ -162,15 +182,30 @@ def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(serve
     figures["slow_still_reading"] = slow_statuses.count(0)
     report("200 slow bodies", probes, memory, figures)
     check_probes(probes, ready_may_fail=False)
-    assert figures["200"] == figures["requests"]  # the other clients: all served, at once
-    assert figures["p99_200_s"] < 0.5
-    assert writes
-    assert figures["writes_201"] == len(writes), sorted({a.status for a in writes})
+    check_others_served(figures, writes)
     # A slow body holds one of its worker's body readers until the client sends or leaves, and
     # one client may hold half of them at most; every body beyond was refused at once, unread.
     assert set(slow_statuses) <= {0, 503}, sorted(set(slow_statuses))
     assert figures["slow_still_reading"] <= WORKERS * BODY_READS // 2
     assert figures["slow_503"] >= 200 - WORKERS * BODY_READS // 2
+
+
+def test_anonymous_slow_bodies_are_refused_from_their_headers_and_hold_nothing(server):
+    port = port_of(server)
+    slow = stall_bodies(port, 200, None)
+    try:
+        probes, memory, answers, writes = others_meanwhile(server, port)
+        slow_statuses = [_status_of(sock) for sock in slow]
+    finally:
+        for sock in slow:
+            sock.close()
+    figures = check_shed(answers)
+    figures["writes_201"] = sum(1 for a in writes if a.status == 201)
+    figures["slow_401"] = slow_statuses.count(401)
+    report("200 anonymous slow bodies", probes, memory, figures)
+    check_probes(probes, ready_may_fail=False)
+    check_others_served(figures, writes)
+    assert slow_statuses == [401] * 200  # answered from the headers; no reader ever taken
 
 
 def _status_of(sock: socket.socket) -> int:
