@@ -72,34 +72,35 @@ $$;
 
 -- RFC 7396 JSON Merge Patch, applied inside the UPDATE so that a PATCH of `attributes`
 -- is one atomic statement: objects merge recursively, null removes a key, anything else replaces.
+-- One pass per object level, linear in the patch's size: the same definition as
+-- sql/migrations/0005_linear_merge_patch.sql (which explains it), kept here too because this
+-- file is run again on live databases and must not bring back the per-key, quadratic one.
 CREATE OR REPLACE FUNCTION jsonb_merge_patch(target jsonb, patch jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 IMMUTABLE
 PARALLEL SAFE
 AS $$
-DECLARE
-    result jsonb;
-    patch_key text;
-    patch_value jsonb;
 BEGIN
     IF patch IS NULL OR jsonb_typeof(patch) <> 'object' THEN
         RETURN patch;
     END IF;
     IF target IS NULL OR jsonb_typeof(target) <> 'object' THEN
-        result := '{}'::jsonb;
-    ELSE
-        result := target;
+        target := '{}'::jsonb;
     END IF;
-    FOR patch_key, patch_value IN SELECT key, value FROM jsonb_each(patch) LOOP
-        IF jsonb_typeof(patch_value) = 'null' THEN
-            result := result - patch_key;
-        ELSE
-            result := jsonb_set(result, ARRAY[patch_key],
-                                jsonb_merge_patch(result -> patch_key, patch_value));
-        END IF;
-    END LOOP;
-    RETURN result;
+    RETURN COALESCE(
+        (SELECT jsonb_object_agg(
+                    key,
+                    CASE
+                        WHEN p.value IS NULL THEN t.value
+                        WHEN jsonb_typeof(p.value) = 'object'
+                            THEN jsonb_merge_patch(t.value, p.value)
+                        ELSE p.value
+                    END)
+           FROM jsonb_each(target) AS t
+           FULL JOIN jsonb_each(patch) AS p USING (key)
+          WHERE p.value IS NULL OR jsonb_typeof(p.value) <> 'null'),
+        '{}'::jsonb);
 END
 $$;
 

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
@@ -26,6 +28,17 @@ from itemsapi.serve import embedded
 from tests.helpers import create_key
 
 POSTGRES_IMAGE = "postgres:18"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, each run gets a temporary folder of its own. The clusters the tests start run
+    as another user (PostgreSQL refuses root), inside pytest's folders; pytest's shared
+    /tmp/pytest-of-root is made private again by every run that starts, so a second run at the
+    same time (a developer's, beside CI's) would lock the first one's clusters out of their
+    own data."""
+    if os.geteuid() == 0 and config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="itemsapi-pytest-")
+        config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
 
 
 def _docker_answers() -> bool:

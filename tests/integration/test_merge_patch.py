@@ -11,6 +11,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from itemsapi.app import services_of
+from itemsapi.db import migrations
 from tests.helpers import create_item
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -147,3 +148,15 @@ def test_a_patch_of_many_keys_completes_within_the_statement_timeout(app, client
     assert attributes["k00001"] == {"added": True}
     assert attributes[f"k{keys - 1:05d}"] == f"value-{keys - 1:05d}"
     assert "z" not in attributes
+
+
+def test_running_the_baseline_again_keeps_the_linear_definition(sql, clean_db):
+    # sql/init.sql is idempotent and is run again on live databases (tests/integration/
+    # test_init_sql.py); it must define the function as the migrations leave it.
+    definition = (
+        "SELECT prosrc FROM pg_proc WHERE oid = 'jsonb_merge_patch(jsonb, jsonb)'::regprocedure"
+    )
+    migrated = sql.execute(definition).fetchone()["prosrc"]
+    assert "jsonb_object_agg" in migrated
+    sql.execute(migrations.baseline_path().read_text())
+    assert sql.execute(definition).fetchone()["prosrc"] == migrated

@@ -14,7 +14,16 @@ PACKAGE = ROOT / "src" / "itemsapi"
 # Lower layers first: a module may import its own layer and those before it, never one after
 # it. The base is the top-level modules every layer uses.
 LAYERS = [
-    {"config", "config_messages", "database_url", "errors", "jsonlog", "metrics", "__init__"},
+    {
+        "config",
+        "config_messages",
+        "database_url",
+        "errors",
+        "jsonlog",
+        "metrics",
+        "strict_json",
+        "__init__",
+    },
     {"db"},
     {"cache"},
     {"auth"},

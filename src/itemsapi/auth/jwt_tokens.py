@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 import jwt
 
+from itemsapi import strict_json
 from itemsapi.auth.jwks import Jwks
 from itemsapi.auth.scopes import Principal
 from itemsapi.config import Settings
@@ -86,18 +86,6 @@ def _strict_segments(token: str) -> dict[str, Any]:
 
 def _strict_json(segment: str) -> Any:
     try:
-        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        return json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
-    except (ValueError, binascii.Error):  # JSONDecodeError and UnicodeDecodeError are too
+        return strict_json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):  # NotStrictJson is a ValueError too
         raise Unauthorized("invalid") from None
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise ValueError("a member name appears twice")
-    return members
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")

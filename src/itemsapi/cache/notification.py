@@ -41,9 +41,3 @@ class Notification:
         except ValueError:
             return cls(None, readable=False)
         return cls(ids, sent_at, origin or None)
-
-    def format(self) -> str:
-        if self.sent_at is None:
-            return CLEAR
-        listed = EVERYTHING if self.ids is None else ",".join(map(str, self.ids))
-        return f"{self.sent_at}:{listed}" + (f":{self.origin}" if self.origin else "")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from flask import Flask, request
 
@@ -70,10 +71,10 @@ class Admission:
         environ = request.environ
         context = of(environ)
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
-            context.principal = self._check_credentials()
+            context.principal = self._check_credentials(environ)
             return
         self._take_slot(context)
-        context.principal = self._check_credentials()
+        context.principal = self._check_credentials(environ)
         if declares_body(environ):
             self._give_back_slot(context)
             self._bodies.buffer(environ)
@@ -84,9 +85,9 @@ class Admission:
         if context.holds_slot:
             self._give_back_slot(context)
 
-    def _check_credentials(self) -> str | None:
+    def _check_credentials(self, environ: dict[str, Any]) -> str | None:
         return self._enforcer.check(
-            request.endpoint, request.method, request.environ.get("HTTP_AUTHORIZATION")
+            request.endpoint, environ["REQUEST_METHOD"], environ.get("HTTP_AUTHORIZATION")
         )
 
     def _take_slot(self, context: RequestContext) -> None:

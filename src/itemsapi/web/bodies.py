@@ -23,15 +23,14 @@ werkzeug as an empty one: it has no CONTENT_LENGTH) is read too, and one over `m
 from __future__ import annotations
 
 import io
-import json
 import threading
 from collections import Counter
 from typing import Any
 
-import orjson
 from flask import Response, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
+from itemsapi import strict_json
 from itemsapi.errors import BodyIncomplete, BodyTooLarge, Overloaded
 
 JSON = "application/json"
@@ -113,43 +112,6 @@ def json_body(*accepted: str) -> Any:
             exc.response = Response(headers={"Accept-Patch": MERGE_PATCH})
         raise exc
     try:
-        return parse_json(request.get_data(cache=False))
-    except BodyNotJson as exc:
-        raise BadRequest(str(exc)) from None
-
-
-class BodyNotJson(ValueError):
-    """The body is not one JSON text in UTF-8 with unique member names; says why."""
-
-
-def parse_json(raw: bytes) -> Any:
-    """Decode a request body: UTF-8 only, strict JSON (orjson), and no object naming a member
-    twice (RFC 8259 leaves such an object's meaning open: parsers keep the first, the last, or
-    both, so a body that has one is refused rather than read one way here and another way by
-    whoever checked it)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BodyNotJson(f"the body is not valid UTF-8 (at byte {exc.start})") from None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise BodyNotJson(f"the body is not valid JSON: {exc}") from None
-    # orjson keeps the last of repeated names without a word; the standard library's parser
-    # hands each object's members over as pairs, in which a repeat shows.
-    try:
-        json.loads(text, object_pairs_hook=_unique_members)
-    except BodyNotJson:
-        raise
-    except ValueError as exc:  # what orjson took, the standard library may not (huge numbers)
-        raise BodyNotJson(f"the body is not valid JSON: {exc}") from None
-    return value
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
-        raise BodyNotJson(f"the body names the member {repeated[:40]!r} twice in one object")
-    return members
+        return strict_json.loads(request.get_data(cache=False))
+    except strict_json.NotStrictJson as exc:
+        raise BadRequest(f"the body {exc}") from None
