@@ -34,7 +34,7 @@ _TOKEN = re.compile(r"itemsapi_([0-9a-f]{12})_[A-Za-z0-9_-]{43,128}")
 TOUCH_INTERVAL = 60.0
 CHANNEL = "itemsapi_keys"  # sql/migrations/0003_api_keys_notify.sql
 # Keys a worker holds in memory (about 0.2 KB each); with more in the table, every request reads
-# its own key's row instead, whatever the key (docs/security.md, "Same cost for every refusal").
+# its own key's row instead, whatever the key (docs/security.md: the same cost for every refusal).
 KEYS_HELD_MAX = 10_000
 TABLE_TTL = 60.0  # a safety net only: changes are heard of at once
 _TABLE = "api_keys"  # the held table's one entry in its ReadCache
