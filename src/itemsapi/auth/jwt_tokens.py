@@ -31,7 +31,7 @@ LEEWAY = 30  # seconds of clock skew allowed on exp and nbf
 class JwtVerifier:
     def __init__(self, settings: Settings, jwks: Jwks) -> None:
         if not (settings.jwt_issuer and settings.jwt_audience):
-            raise ValueError("JWT mode needs an issuer, an audience and a JWKS URL")
+            raise ValueError("JWT mode needs an issuer and an audience")
         self._algorithms = settings.jwt_algorithms.split(",")
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
