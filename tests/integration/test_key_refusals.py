@@ -103,11 +103,13 @@ def test_forged_ids_neither_grow_memory_nor_push_real_keys_out(repository, liste
 
 def test_changes_to_keys_are_held_once_announced(repository, listener, tokens, sql):
     store = listening_store(repository, listener)
+    store.verify(tokens["valid"])  # the table read, without the key made next
     _, late = create_key(sql, "created after the table was read", ["write"])
     wait_until(lambda: _accepted(store, late), 1.0, "the new key", interval=0.01)
     revoke_key(sql, late.split("_")[1])
     wait_until(lambda: not _accepted(store, late), 1.0, "the revocation", interval=0.01)
     assert repository.rows == 0
+    assert repository.tables >= 3  # read again after each change
 
 
 def _accepted(store: KeyStore, token: str) -> bool:
