@@ -40,7 +40,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     install(
         app,
-        Deps(settings, services.cached_items, services.database, services.check, services.listener),
+        Deps(
+            settings,
+            services.cached_items,
+            services.database,
+            services.check,
+            services.listener,
+            services.identity_provider,
+        ),
     )
     problems.init_app(app)
     Admission(settings, services.enforcer).init_app(app)

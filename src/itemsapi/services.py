@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from multiprocessing.util import Finalize
+from typing import TYPE_CHECKING
 
 from psycopg_pool import ConnectionPool
 
@@ -34,6 +35,9 @@ from itemsapi.db.items import ItemRepository
 from itemsapi.db.keys import KeyRepository
 from itemsapi.db.pool import ConnectionEvents, create_pool
 
+if TYPE_CHECKING:
+    from itemsapi.auth.jwks import Jwks
+
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +52,7 @@ class Services:
     announcer: Announcer
     listener: Listener | None
     enforcer: Enforcer
+    identity_provider: Jwks | None  # JWT mode's key set, for /health
     check: DatabaseCheck
     sampler: metrics.PoolSampler
     _closer: Finalize | None = None
@@ -73,6 +78,13 @@ class Services:
             cached_items = CachedItemRepository(items, cache, ring, announcer, prime)
             listener.subscribe(CHANNEL, cached_items.on_notification)
             listener.on_state_change(cached_items.on_listening)
+        identity_provider = None
+        if settings.auth == "jwt":
+            from itemsapi.auth.jwks import Jwks  # PyJWT only where it is used
+
+            url, refresh = settings.jwt_jwks_url or "", settings.jwt_jwks_refresh_seconds
+            identity_provider = Jwks(url, refresh)
+        authenticate = _authenticator(settings, database, listener, identity_provider)
         required = {m.version: m.path.name for m in migrations.discover()}
         return cls(
             settings=settings,
@@ -83,7 +95,8 @@ class Services:
             ring=ring,
             announcer=announcer,
             listener=listener,
-            enforcer=Enforcer(Policy(settings), _authenticator(settings, database, listener)),
+            enforcer=Enforcer(Policy(settings), authenticate),
+            identity_provider=identity_provider,
             check=DatabaseCheck(database, items, settings.ready_timeout, required),
             sampler=metrics.PoolSampler(pool),
         )
@@ -116,7 +129,7 @@ class Services:
 
 
 def _authenticator(
-    settings: Settings, database: Database, listener: Listener | None
+    settings: Settings, database: Database, listener: Listener | None, jwks: Jwks | None
 ) -> Authenticate | None:
     if settings.auth == "off":
         log.warning(
@@ -124,8 +137,8 @@ def _authenticator(
             "may read, change and delete every item"
         )
         return None
-    if settings.auth == "jwt":
-        from itemsapi.auth.jwt_tokens import JwtVerifier  # PyJWT only where it is used
+    if jwks is not None:
+        from itemsapi.auth.jwt_tokens import JwtVerifier
 
-        return JwtVerifier(settings).verify
+        return JwtVerifier(settings, jwks).verify
     return KeyStore(KeyRepository(database), listener).verify

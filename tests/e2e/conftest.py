@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class Server:
         (unreachable, not migrated yet)."""
         if self.token is None:
             self.token = _full_scope_token(self.database_url, self.data_dir)
+            if self.token is not None and self.database_url:
+                _until_held(self.url, self.token)
         return self.token
 
     def log_lines(self) -> list[str]:
@@ -100,6 +103,22 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     for server in servers:
         server.stop()
         TOKENS.pop(server.url, None)
+
+
+def _until_held(url: str, token: str) -> None:
+    """Wait, briefly, until the server takes a key just made: a worker that had read the key
+    table before holds the new key once its creation is heard of (milliseconds). A server that
+    does not answer, or answers otherwise, is the test's to judge."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            status = http("GET", f"{url}/v1/items?limit=1", headers={"Authorization":
+                          f"Bearer {token}"}, timeout=1).status  # fmt: skip
+        except OSError:
+            return
+        if status != 401:
+            return
+        time.sleep(0.01)
 
 
 def _full_scope_token(database_url: str, data_dir: Path) -> str | None:

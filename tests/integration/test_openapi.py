@@ -6,8 +6,13 @@ import re
 from decimal import Decimal
 
 import jsonschema
+import psycopg
 import pytest
 from openapi_spec_validator import validate
+
+from itemsapi.app import services_of
+from itemsapi.auth.scopes import SCOPES, Policy
+from tests.helpers import create_key
 
 UNDOCUMENTED = {"/docs", "/docs/static/<path:filename>", "/static/<path:filename>"}
 
@@ -165,18 +170,57 @@ def test_a_problem_lists_errors_only_when_there_are_some(client):
     assert {e["field"] for e in invalid["errors"]} == {"name", "price"}
 
 
-def test_item_operations_declare_the_bearer_schemes_and_their_scope(client):
+def test_the_bearer_schemes_are_declared(client):
     document = client.get("/openapi.json").get_json()
     schemes = document["components"]["securitySchemes"]
     assert schemes["apiKey"] == {**schemes["apiKey"], "type": "http", "scheme": "bearer"}
     assert schemes["openIdConnect"]["bearerFormat"] == "JWT"
-    for path, path_item in document["paths"].items():
-        for method, operation in path_item.items():
-            if method == "parameters":
-                continue
-            if "items" in path:
-                scope = "read" if method == "get" else "write"
-                assert operation["security"] == [{"apiKey": [scope]}, {"openIdConnect": [scope]}]
-            else:  # probes, index, metrics, this document: open (by default)
-                assert "security" not in operation, (path, method)
     assert "WWW-Authenticate" in document["components"]["responses"]["Unauthorized"]["headers"]
+
+
+def _operations(app, document):
+    """(endpoint, method, path, operation) of every documented route and method."""
+    for rule in app.url_map.iter_rules():
+        if rule.rule in UNDOCUMENTED:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, path, document["paths"][path][method.lower()]
+
+
+def _declared_scope(operation) -> str | None:
+    if "security" not in operation:
+        return None
+    ((scope,),) = {tuple(scopes) for option in operation["security"] for scopes in option.values()}
+    return scope
+
+
+def test_every_operation_declares_the_scope_it_is_enforced_with(app, client, clean_db):
+    """Issue 28: POST /cache/clear needed admin while the document declared no security and no
+    401 or 403. Each route's declared scope is the policy's (the default settings), and each is
+    then enforced as declared: no token is 401 exactly where a scope is declared, and a key of
+    each scope is 403 exactly where it is not the declared one."""
+    document = client.get("/openapi.json").get_json()
+    policy = Policy(services_of(app).settings)
+    with psycopg.connect(clean_db, autocommit=True) as conn:
+        keys = {scope: create_key(conn, scope, [scope])[1] for scope in SCOPES}
+    checked = 0
+    for endpoint, method, path, operation in _operations(app, document):
+        scope = _declared_scope(operation)
+        assert scope == policy.required(endpoint, method), (method, path)
+        if scope is not None:
+            assert operation["security"] == [{"apiKey": [scope]}, {"openIdConnect": [scope]}]
+        assert ({"401", "403"} <= set(operation["responses"])) == (scope is not None), path
+        url = path.replace("{item_id}", "1")
+        anonymous = app.test_client().open(url, method=method).status_code
+        assert (anonymous == 401) == (scope is not None), (method, path, anonymous)
+        for held, token in keys.items():
+            status = (
+                app.test_client()
+                .open(url, method=method, headers={"Authorization": f"Bearer {token}"})
+                .status_code
+            )
+            assert status not in (401, 503), (method, path, held, status)
+            assert (status == 403) == (scope not in (None, held)), (method, path, held, status)
+        checked += 1
+    assert checked >= 15

@@ -17,7 +17,10 @@ Here:
   background while it serves;
 - a token that cannot be checked because the provider fails (no set yet, or a key id the set
   lacks while the last fetch failed or is still running) raises IdentityProviderUnavailable,
-  a 503 with Retry-After; an unknown key id with a current set is Unauthorized.
+  a 503 with Retry-After; an unknown key id with a current set is Unauthorized;
+- `status()` says how the set stands for /health, and `refresh()` lets the probe start a fetch
+  that is due (no set, or one past its lifespan) under the same rules, so that an idle server
+  recovers its set without waiting for a token.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jwt
@@ -62,6 +66,18 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects())
 
 
+@dataclass(frozen=True)
+class JwksStatus:
+    """How the key set stands. ok: a set within its lifespan, the last fetch good; stale: a set
+    is held, but it is past its lifespan or the last fetch failed; unavailable: no set at all,
+    so no token can be checked."""
+
+    status: Literal["ok", "stale", "unavailable"]
+    key_set_age_seconds: float | None  # since the held set was fetched; None without one
+    last_outcome: str | None  # the last fetch's, as the metric labels it; None before any
+    consecutive_failures: int
+
+
 class Jwks:
     def __init__(
         self,
@@ -83,6 +99,7 @@ class Jwks:
         self._keys: jwt.PyJWKSet | None = None
         self._fetched_at = -math.inf  # monotonic time of the last good set
         self._failures = 0  # consecutive failed fetches
+        self._last_outcome: str | None = None
         self._next_fetch = 0.0  # monotonic time before which no fetch starts
         self._inflight: threading.Event | None = None  # set when the running fetch ends
 
@@ -108,6 +125,25 @@ class Jwks:
             retry_after = max(1, math.ceil(self._next_fetch - time.monotonic()))
         raise IdentityProviderUnavailable(reason, retry_after)
 
+    def status(self) -> JwksStatus:
+        with self._lock:
+            age = None if self._keys is None else time.monotonic() - self._fetched_at
+            failures, outcome = self._failures, self._last_outcome
+        if age is None:
+            status = "unavailable"
+        elif failures or age >= self._lifespan:
+            status = "stale"
+        else:
+            status = "ok"
+        return JwksStatus(status, age, outcome, failures)
+
+    def refresh(self) -> None:
+        """Start a fetch if one is due (no set, or one past its lifespan) and allowed (none
+        running, no backoff); never waits for it."""
+        with self._lock:
+            if time.monotonic() - self._fetched_at >= self._lifespan:
+                self._start_fetch()
+
     def _start_fetch(self) -> threading.Event | None:
         """The running fetch, or a new one if none is due to wait; None while backing off.
         Called with the lock held."""
@@ -128,6 +164,7 @@ class Jwks:
         count_jwks_fetch(outcome)
         now = time.monotonic()
         with self._lock:
+            self._last_outcome = outcome
             if keys is not None:
                 self._keys, self._fetched_at, self._failures = keys, now, 0
                 self._next_fetch = now + self._refresh

@@ -29,14 +29,14 @@ LEEWAY = 30  # seconds of clock skew allowed on exp and nbf
 
 
 class JwtVerifier:
-    def __init__(self, settings: Settings) -> None:
-        if not (settings.jwt_jwks_url and settings.jwt_issuer and settings.jwt_audience):
-            raise ValueError("JWT mode needs an issuer, an audience and a JWKS URL")
+    def __init__(self, settings: Settings, jwks: Jwks) -> None:
+        if not (settings.jwt_issuer and settings.jwt_audience):
+            raise ValueError("JWT mode needs an issuer and an audience")
         self._algorithms = settings.jwt_algorithms.split(",")
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._scope_claim = settings.jwt_scope_claim
-        self._jwks = Jwks(settings.jwt_jwks_url, settings.jwt_jwks_refresh_seconds)
+        self._jwks = jwks
 
     def verify(self, token: str) -> Principal:
         """The principal (subject and scopes) a token stands for; Unauthorized otherwise."""

@@ -1,6 +1,6 @@
-"""API keys: the token format, KeyStore (a key's record, cached while changes to api_keys are
-heard of) and what `itemsapi keys` does (create, list, revoke). The rows are KeyRepository's
-(db/keys.py).
+"""API keys: the token format, KeyStore (the key records, held by each worker while changes to
+api_keys are heard of) and what `itemsapi keys` does (create, list, revoke). The rows are
+KeyRepository's (db/keys.py).
 
 A token is `itemsapi_<id>_<secret>`: the prefix makes a leaked token recognisable (secret
 scanners, grep), the id finds the row with one indexed lookup, and the secret is 256 random
@@ -23,6 +23,7 @@ from itemsapi.auth.scopes import SCOPES, Principal
 from itemsapi.cache.listener import Listener
 from itemsapi.cache.store import ReadCache
 from itemsapi.db.keys import KeyRepository, Revocation
+from itemsapi.db.pool import Row
 from itemsapi.errors import ItemsError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ _TOKEN = re.compile(r"itemsapi_([0-9a-f]{12})_[A-Za-z0-9_-]{43,128}")
 # Seconds between two writes of a key's last_used_at from one process.
 TOUCH_INTERVAL = 60.0
 CHANNEL = "itemsapi_keys"  # sql/migrations/0003_api_keys_notify.sql
-RECORDS_MAX = 1024  # key records a worker keeps
-RECORDS_TTL = 60.0  # a safety net only: changes are heard of at once
+# Keys a worker holds in memory (about 0.2 KB each); with more in the table, every request reads
+# its own key's row instead, whatever the key (docs/security.md: the same cost for every refusal).
+KEYS_HELD_MAX = 10_000
+TABLE_TTL = 60.0  # a safety net only: changes are heard of at once
+_TABLE = "api_keys"  # the held table's one entry in its ReadCache
 
 NAME_MAX = 200  # the api_keys table's CHECK says the same
 
@@ -59,7 +63,7 @@ def digest(token: str) -> bytes:
 _NO_KEY = digest(TOKEN_PREFIX)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeyRecord:
     id: str
     scopes: frozenset[str]
@@ -67,17 +71,17 @@ class KeyRecord:
     revoked: bool
 
 
-class _NoSuchKey(Exception):
-    """Raised through the records cache, so that an unknown key id is never stored: ids that
-    name no key cost a lookup each, and cannot push the real keys out."""
-
-
 class KeyStore:
-    """Requests' one door to api_keys. A key's record (one small query by primary key) is kept
-    in a ReadCache of this worker while `listener` hears every change to api_keys (the triggers
-    of migration 0003), so a revocation holds in every worker and replica once its notification
-    arrives, milliseconds after the commit; while not listening, every request reads the row.
-    Without a listener, every request reads it."""
+    """Requests' one door to api_keys, built so that every refused key costs the same: an
+    unknown id, a wrong secret and a revoked key each take one lookup in the same place and one
+    constant-time comparison (an unknown id against a dummy digest).
+
+    While `listener` hears every change to api_keys (the triggers of migration 0003), each worker
+    holds the whole table (one query, up to KEYS_HELD_MAX keys) in a ReadCache entry that every
+    notification drops and the next request reloads: a revocation holds in every worker and
+    replica milliseconds after its commit, and no key, known or forged, costs a query. Forged ids
+    store nothing, so they can neither grow memory nor push real keys out. Not listening, or with
+    more keys than that, every request reads its own key's row: one query, whatever the key."""
 
     def __init__(
         self,
@@ -89,31 +93,33 @@ class KeyStore:
         self._touch_interval = touch_interval
         self._touched: dict[str, float] = {}
         self._touch_lock = threading.Lock()
-        self._records: ReadCache | None = None
+        self._table: ReadCache | None = None
         if listener is not None:
-            self._records = ReadCache(RECORDS_MAX, RECORDS_TTL)
-            listener.subscribe(CHANNEL, lambda _payload: self._records.flush())
-            listener.on_state_change(self._records.set_usable)
+            self._table = ReadCache(1, TABLE_TTL)
+            listener.subscribe(CHANNEL, lambda _payload: self._table.flush())
+            listener.on_state_change(self._table.set_usable)
 
     def lookup(self, key_id: str) -> KeyRecord | None:
-        if self._records is None:
-            return self._read(key_id)
-        try:
-            return self._records.item(key_id, lambda: self._read_known(key_id))[0]
-        except _NoSuchKey:
-            return None
-
-    def _read_known(self, key_id: str) -> KeyRecord:
-        record = self._read(key_id)
-        if record is None:
-            raise _NoSuchKey
-        return record
-
-    def _read(self, key_id: str) -> KeyRecord | None:
+        if self._table is not None and self._table.usable:
+            held = self._table.item(_TABLE, self._load_table)[0]
+            if held is not None:
+                return held.get(key_id)
         row = self._repository.record(key_id)
-        if row is None:
+        return _record(row) if row is not None else None
+
+    def _load_table(self) -> dict[str, KeyRecord] | None:
+        """Every key by id; None when there are more than KEYS_HELD_MAX (kept as such until
+        the next change, so that the table is not read again at each request)."""
+        rows = self._repository.records(KEYS_HELD_MAX + 1)
+        if len(rows) > KEYS_HELD_MAX:
+            log.warning(
+                "more API keys than a worker holds: each request reads its key's row",
+                extra={"held_max": KEYS_HELD_MAX},
+            )
             return None
-        return KeyRecord(row["id"], frozenset(row["scopes"]), row["token_sha256"], row["revoked"])
+        scopes: dict[frozenset[str], frozenset[str]] = {}  # a few distinct sets, shared
+        records = (_record(row, scopes) for row in rows)
+        return {record.id: record for record in records}
 
     def verify(self, token: str) -> Principal:
         """The principal a token stands for; Unauthorized if it stands for none."""
@@ -143,6 +149,13 @@ class KeyStore:
         except ItemsError as exc:
             log.warning("could not record a key's last use", extra={"key_id": key_id,
                                                                    "error": str(exc)})  # fmt: skip
+
+
+def _record(row: Row, shared: dict[frozenset[str], frozenset[str]] | None = None) -> KeyRecord:
+    scopes = frozenset(row["scopes"])
+    if shared is not None:
+        scopes = shared.setdefault(scopes, scopes)
+    return KeyRecord(row["id"], scopes, row["token_sha256"], row["revoked"])
 
 
 def parse_scopes(text: str) -> list[str]:

@@ -14,6 +14,12 @@ LOOKUP = (
     "SELECT id, scopes, token_sha256, revoked_at IS NOT NULL AS revoked"
     " FROM api_keys WHERE id = %(id)s"
 )
+# Every key, for a worker that holds them all (auth/keys.py); the limit tells it when there are
+# too many to hold.
+ALL = (
+    "SELECT id, scopes, token_sha256, revoked_at IS NOT NULL AS revoked"
+    " FROM api_keys LIMIT %(limit)s"
+)
 TOUCH = "UPDATE api_keys SET last_used_at = now() WHERE id = %(id)s"
 INSERT = (
     "INSERT INTO api_keys (id, name, scopes, token_sha256)"
@@ -47,6 +53,10 @@ class KeyRepository:
     def record(self, key_id: str, deadline: float | None = None) -> Row | None:
         """id, scopes, token_sha256 and revoked of one key, or None."""
         return self._db.read(lambda conn: conn.run(LOOKUP, {"id": key_id}).fetchone(), deadline)
+
+    def records(self, limit: int) -> list[Row]:
+        """What record() gives, for at most `limit` keys (no order: all or too many)."""
+        return self._db.read(lambda conn: conn.run(ALL, {"limit": limit}).fetchall())
 
     def touch(self, key_id: str) -> None:
         self._db.write(lambda conn: conn.run(TOUCH, {"id": key_id}))

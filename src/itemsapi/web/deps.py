@@ -4,6 +4,7 @@ read back with `deps()`; the one object kept in `app.extensions`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
@@ -12,6 +13,9 @@ from itemsapi.cache.listener import Listener
 from itemsapi.config import Settings
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
+
+if TYPE_CHECKING:  # PyJWT is imported in JWT mode only
+    from itemsapi.auth.jwks import Jwks
 
 _KEY = "itemsapi"
 
@@ -23,6 +27,7 @@ class Deps:
     database: Database
     check: DatabaseCheck
     listener: Listener | None
+    identity_provider: Jwks | None = None  # JWT mode's key set
 
 
 def install(app: Flask, deps: Deps) -> None:

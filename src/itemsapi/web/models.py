@@ -77,9 +77,28 @@ class CacheHealth(Body):
     entries: Count
 
 
+class IdentityProviderHealth(Body):
+    status: Annotated[
+        Literal["ok", "stale", "unavailable", "off"],
+        Field(
+            description="JWT mode's key set (JWKS). ok: fetched within its lifespan; stale: "
+            "kept and used through a failing provider or past its lifespan (tokens still "
+            "verify); unavailable: none fetched yet, so no token can be checked and /health is "
+            "503; off: not in JWT mode."
+        ),
+    ]
+    key_set_age_seconds: Annotated[float, Field(ge=0)] | None
+    last_outcome: Annotated[
+        Literal["ok", "timeout", "http_error", "connection", "malformed"] | None,
+        Field(description="The last fetch's outcome; null before the first."),
+    ]
+    consecutive_failures: Count
+
+
 class HealthChecks(Body):
     database: DatabaseHealth
     cache: CacheHealth
+    identity_provider: IdentityProviderHealth
 
 
 class Health(Body):

@@ -14,7 +14,14 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from itemsapi import __version__
-from itemsapi.web.listing import LIMIT_DEFAULT, LIMIT_MAX, Q_MAX, SORT_CHOICES
+from itemsapi.web.listing import (
+    CURSOR_MAX,
+    LIMIT_DEFAULT,
+    LIMIT_MAX,
+    Q_MAX,
+    Q_MIN_RUN,
+    SORT_CHOICES,
+)
 from itemsapi.web.models import PUBLISHED
 from itemsapi.web.schemas import (
     ATTRIBUTES_MAX_DEPTH,
@@ -41,12 +48,19 @@ MODELS = [
 
 def parameter_schemas() -> dict[str, dict[str, Any]]:
     """The schemas of the parameters openapi.yaml leaves without one, by parameter name."""
-    price = {"type": "number", "minimum": 0, "maximum": PRICE_MAX}
+    price = {"type": "number", "minimum": 0, "maximum": PRICE_MAX, "multipleOf": 0.01}
     return {
         "item_id": {"type": "integer", "minimum": 1, "maximum": ITEM_ID_MAX},
         "limit": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_DEFAULT},
         "sort": {"type": "string", "enum": list(SORT_CHOICES), "default": "id"},
-        "q": {"type": "string", "maxLength": Q_MAX, "pattern": NO_NUL},
+        # No NUL, and a run of letters or digits (Python's \w less `_`, as listing.py reads it).
+        "q": {
+            "type": "string",
+            "minLength": Q_MIN_RUN,
+            "maxLength": Q_MAX,
+            "pattern": f"^[^\\u0000]*[^\\W_]{{{Q_MIN_RUN}}}[^\\u0000]*$",
+        },
+        "cursor": {"type": "string", "maxLength": CURSOR_MAX},
         "min_price": price,
         "max_price": price,
     }

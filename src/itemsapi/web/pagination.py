@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from itemsapi.db.statements import SortKey
+from itemsapi.web.schemas import ITEM_ID_MAX, price_from_text
 
 
 class InvalidCursor(ValueError):
@@ -40,11 +41,11 @@ def decode(token: str, sort: str) -> SortKey:
         raise InvalidCursor("is not a cursor this API issued") from None
     if made_for != sort:
         raise InvalidCursor("was issued for another sort order")
-    if not isinstance(item_id, int) or isinstance(item_id, bool) or item_id < 1:
+    if not isinstance(item_id, int) or isinstance(item_id, bool) or not 1 <= item_id <= ITEM_ID_MAX:
         raise InvalidCursor("is not a cursor this API issued")
     try:
         return (_parse_value(sort.lstrip("-"), value, item_id), item_id)
-    except (ValueError, TypeError, InvalidOperation):
+    except (ValueError, TypeError):
         raise InvalidCursor("is not a cursor this API issued") from None
 
 
@@ -60,10 +61,8 @@ def _parse_value(column: str, value: Any, item_id: int) -> Any:
     if column == "price":
         if not isinstance(value, str):
             raise ValueError(column)
-        price = Decimal(value)
-        if not price.is_finite():
-            raise ValueError(column)
-        return price
+        # A missing price sorts as -1 (statements.sort_key); any other as a price is written.
+        return Decimal(-1) if value == "-1" else price_from_text(value)
     if column in ("created_at", "updated_at"):
         if not isinstance(value, str):
             raise ValueError(column)

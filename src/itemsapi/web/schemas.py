@@ -9,6 +9,7 @@ reported, not only the first.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import (
@@ -89,6 +90,28 @@ def _at_most_two_decimals(value: float) -> float:
     if round(value, 2) != value:
         raise PydanticCustomError("multiple_of", "must have at most 2 decimal places")
     return value
+
+
+CENT = Decimal("0.01")
+PRICE_TEXT_MAX = 32  # characters of a price in a query or a cursor, checked before parsing
+
+
+def price_from_text(text: str) -> Decimal:
+    """A price written in a query parameter or a cursor, by the body's rules: 0 to PRICE_MAX, at
+    most two decimal places; ValueError otherwise. The length is bounded before parsing, and the
+    value goes on quantized, so an exponent such as 1e-99999999 never reaches the database."""
+    if len(text) > PRICE_TEXT_MAX:
+        raise ValueError("too long")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    # Compared before quantize, which could not represent a huge value.
+    if not value.is_finite() or not 0 <= value <= Decimal(str(PRICE_MAX)):
+        raise ValueError("out of range")
+    if value.quantize(CENT) != value:
+        raise ValueError("more than two decimal places")
+    return value.quantize(CENT)
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK_NO_NUL)]
