@@ -12,6 +12,7 @@ from itemsapi.cache.listener import Listener
 from itemsapi.config import Settings
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
+from itemsapi.db.transfer import Transfers
 
 _KEY = "itemsapi"
 
@@ -23,6 +24,7 @@ class Deps:
     database: Database
     check: DatabaseCheck
     listener: Listener | None
+    transfers: Transfers
 
 
 def install(app: Flask, deps: Deps) -> None:

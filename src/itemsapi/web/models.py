@@ -33,6 +33,9 @@ class ItemPage(Body):
 class ProblemField(Body):
     field: str | None
     message: str
+    line: Annotated[
+        int, Field(ge=1, description="The line of an import body (from 1) the error is on.")
+    ] = None  # type: ignore[assignment]
 
 
 class Problem(Body):
