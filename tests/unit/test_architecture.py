@@ -22,7 +22,7 @@ LAYERS = [
     {"services"},
     {"app"},
     {"serve"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "transfer_cli"},
 ]
 MAX_LINES = 250
 

@@ -16,6 +16,7 @@ requests share, with a statement timeout of the transfer's own time limit.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,11 @@ class ExportEnd:
 
 
 class Transfers:
-    def __init__(self, database: Database, export_seconds: float, import_seconds: float) -> None:
+    """Time limits in seconds; None: none (the CLI's)."""
+
+    def __init__(
+        self, database: Database, export_seconds: float | None, import_seconds: float | None
+    ) -> None:
         self._db = database
         self._export_seconds = export_seconds
         self._import_seconds = import_seconds
@@ -102,7 +107,7 @@ class Transfers:
         iterator early cancels the statement and closes its connection."""
         statement = statements.text(export_sql, fmt, *statements.list_shape(query))
         params = export_params(query)
-        stop_at = time.monotonic() + self._export_seconds
+        stop_at = time.monotonic() + (self._export_seconds or math.inf)
         header = fmt == CSV
         sent = False  # trouble before the first chunk is the caller's to answer
         try:
@@ -161,8 +166,9 @@ class Transfers:
             conn.run(announce, {"ids": None, "origin": origin})
 
 
-def _set_timeout(conn: StatementConnection, seconds: float) -> None:
-    conn.run(_TIMEOUT, {"ms": str(int(seconds * 1000))})
+def _set_timeout(conn: StatementConnection, seconds: float | None) -> None:
+    # The transfer's own time limit replaces the item statements' short one; 0: none.
+    conn.run(_TIMEOUT, {"ms": str(int(seconds * 1000)) if seconds else "0"})
 
 
 def transfer_pool(settings: Settings, database_url: str, size: int) -> NullConnectionPool:
