@@ -30,6 +30,12 @@ class ItemPage(Body):
     next_cursor: str | None
 
 
+class ImportResult(Body):
+    """What POST /v1/items/import answers once every line is stored."""
+
+    imported: Count
+
+
 class ProblemField(Body):
     field: str | None
     message: str
@@ -106,4 +112,4 @@ class Index(Body):
 
 
 # Published as components under these names; the models they are made of are inlined.
-PUBLISHED = (ItemPage, Problem, ProbeStatus, Health, Index)
+PUBLISHED = (ItemPage, ImportResult, Problem, ProbeStatus, Health, Index)

@@ -32,7 +32,8 @@ from itemsapi.web import import_rows, pagination
 from itemsapi.web.context import of
 from itemsapi.web.deps import deps
 from itemsapi.web.listing import parse_list_query
-from itemsapi.web.responses import json_response
+from itemsapi.web.models import ImportResult
+from itemsapi.web.responses import model_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("transfer", __name__)
@@ -118,7 +119,7 @@ def import_items() -> Response:
         deps().items.clear_everywhere()  # committed: every read cache drops what it holds
     except ItemsError as exc:  # this worker's and this server's caches are flushed already
         log.warning("import committed; telling other replicas failed: %s", exc)
-    return json_response({"imported": count})
+    return model_response(ImportResult(imported=count))
 
 
 def _body(environ: dict[str, Any], limit: int) -> Iterator[bytes]:
