@@ -24,7 +24,6 @@ from itemsapi.db.transfer import CHUNK_BYTES, FORMATS, NDJSON, ExportEnd, Transf
 from itemsapi.errors import ImportInvalid, ItemsError
 from itemsapi.web import import_rows
 from itemsapi.web.listing import parse_list_query
-from itemsapi.web.transfer import end_marker
 
 ANNOUNCED_AS = "itemsapi-import"  # the origin of the announcement: no server's, so all flush
 
@@ -42,6 +41,10 @@ def register(main: click.Group, database_url: Callable[[], str]) -> None:
     @click.option("--output", "-o", type=click.File("wb"), default="-", help="Default: stdout.")
     def export_command(fmt: str, output: BinaryIO, **filters: str | None) -> None:
         """Write every item the filters match, as NDJSON or CSV, then the end marker."""
+        # Here, not at the top: web.transfer brings prometheus_client in, which `itemsapi serve`
+        # must import only once it has named the workers' metrics folder (metrics.check_mode).
+        from itemsapi.web.transfer import end_marker
+
         args = MultiDict({k: v for k, v in filters.items() if v is not None})
         try:
             query = parse_list_query(args)
