@@ -58,7 +58,9 @@ _COPY_OPTIONS = {
 _IMPORT = sql.SQL("COPY items ({}) FROM STDIN").format(
     sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS))
 )
-_TIMEOUT = "SELECT set_config('statement_timeout', %(ms)s, false)"
+# Local to the transfer's transaction: behind a transaction-mode pooler (PgBouncer) a session
+# setting would stay on a server connection other clients get next.
+_TIMEOUT = "SELECT set_config('statement_timeout', %(ms)s, true)"
 
 
 def export_sql(fmt: str, *shape: Any) -> sql.Composed:
@@ -78,6 +80,10 @@ def export_sql(fmt: str, *shape: Any) -> sql.Composed:
 
 def export_params(query: ListQuery) -> dict[str, Any]:
     return {**statements.list_params(query), "limit": None}  # LIMIT NULL: every row
+
+
+class _Stopped(Exception):
+    """An export's time limit was reached."""
 
 
 @dataclass
@@ -111,7 +117,7 @@ class Transfers:
         header = fmt == CSV
         sent = False  # trouble before the first chunk is the caller's to answer
         try:
-            with self._db.connection() as conn:
+            with self._db.connection() as conn, conn.transaction():
                 _set_timeout(conn, self._export_seconds)
                 with conn.cursor() as cursor, cursor.copy(statement, params) as copy:
                     buffer = bytearray()
@@ -127,16 +133,15 @@ class Transfers:
                             sent = True
                             buffer.clear()
                             if time.monotonic() >= stop_at:
-                                # Closing the connection ends the COPY on the server at once
-                                # (leaving the block without an error would not); the pool
-                                # discards a closed connection.
                                 end.reason = "time-limit"
-                                conn.close()
-                                break
-                    else:
-                        end.complete = True
+                                # Leaving by an error, psycopg cancels the COPY on the server
+                                # (leaving quietly would not), then the transaction rolls back.
+                                raise _Stopped
                     if buffer:
                         yield bytes(buffer)
+                    end.complete = True
+        except _Stopped:
+            pass
         except ItemsError:
             if not sent:
                 raise
@@ -149,9 +154,9 @@ class Transfers:
         """COPY `rows` (the values of WRITABLE_COLUMNS, in that order) into items: all of them
         committed, or, if `rows` raises or anything fails on the way, none. How many."""
         count = 0
-        with self._db.connection() as conn:
+        with self._db.connection() as conn, conn.transaction():
             _set_timeout(conn, self._import_seconds)
-            with conn.transaction(), conn.cursor() as cursor, cursor.copy(_IMPORT) as copy:
+            with conn.cursor() as cursor, cursor.copy(_IMPORT) as copy:
                 write = copy.write_row
                 for name, description, price, quantity, attributes in rows:
                     write((name, description, price, quantity, Jsonb(attributes)))
