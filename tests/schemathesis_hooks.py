@@ -11,6 +11,8 @@ meaningful without a token). Both behaviours have tests of their own in the suit
 
 from __future__ import annotations
 
+import json
+
 import schemathesis
 
 
@@ -22,3 +24,14 @@ def before_call(context, case, kwargs) -> None:
         for name in [h for h in case.headers if h.lower() == "if-match"]:
             if case.headers[name] != "*":
                 del case.headers[name]
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(ctx, value) -> bytes:
+    """POST /v1/items/import's body is one JSON text per line; the document describes the lines
+    as an array of items (OpenAPI 3.1 has no schema for a sequence), so an array is sent as its
+    elements, one per line, and anything else (negative cases) as a single line."""
+    if isinstance(value, bytes):
+        return value
+    lines = value if isinstance(value, list) else [value]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, request, url_for
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, ValidationError
 
 from itemsapi.cache.items import CachedItemRepository
 from itemsapi.db.pool import Row
@@ -28,6 +28,7 @@ UNVERSIONED = "unversioned"
 
 _ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+TRANSFER_SEGMENTS = frozenset({"export", "import"})
 
 
 class ItemIdConverter(BaseConverter):
@@ -40,6 +41,10 @@ class ItemIdConverter(BaseConverter):
     regex = r"[^/]+"
 
     def to_python(self, value: str) -> int:
+        if value in TRANSFER_SEGMENTS:
+            # /v1/items/export and /import are routes of their own (web/transfer.py): this rule
+            # steps aside, so that a method they do not take there is 405, not a missing item.
+            raise ValidationError()
         if not _CANONICAL_ID.fullmatch(value) or int(value) > ITEM_ID_MAX:
             raise ItemPathNotFound(value)
         return int(value)
