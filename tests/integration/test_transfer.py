@@ -196,9 +196,19 @@ def test_transfer_slots_are_taken_at_once_or_refused_and_given_back_once():
 
 
 def test_other_methods_on_the_transfer_paths_are_405_and_they_have_no_unversioned_copy(client):
-    for method, path, allowed in [("put", "export", "GET, HEAD"), ("delete", "import", "POST")]:
+    for method, path, allowed in [("put", "export", "GET, HEAD, OPTIONS"),
+                                  ("delete", "import", "OPTIONS, POST")]:  # fmt: skip
         response = getattr(client, method)(f"/v1/items/{path}")
         assert response.status_code == 405
-        assert set(response.headers["Allow"].split(", ")) >= set(allowed.split(", "))
+        assert response.headers["Allow"] == allowed
     assert client.get("/items/export").status_code == 404
     assert client.get("/v1/items/12").status_code == 404  # ids are still items' paths
+
+
+def test_options_on_the_transfer_paths_lists_their_own_methods_only(client):
+    assert set(client.options("/v1/items/export").headers["Allow"].split(", ")) == {
+        "GET", "HEAD", "OPTIONS"
+    }  # fmt: skip
+    assert set(client.options("/v1/items/import").headers["Allow"].split(", ")) == {
+        "POST", "OPTIONS"
+    }  # fmt: skip

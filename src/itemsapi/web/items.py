@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, request, url_for
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.routing import BaseConverter
 
 from itemsapi.cache.items import CachedItemRepository
 from itemsapi.db.pool import Row
@@ -28,7 +28,6 @@ UNVERSIONED = "unversioned"
 
 _ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
-TRANSFER_SEGMENTS = frozenset({"export", "import"})
 
 
 class ItemIdConverter(BaseConverter):
@@ -38,13 +37,12 @@ class ItemIdConverter(BaseConverter):
     It raises NotFound itself: a ValidationError would let werkzeug answer 405 for
     PUT/PATCH/DELETE on a path whose GET it had considered."""
 
-    regex = r"[^/]+"
+    # Any segment but `export` and `import`, routes of their own (web/transfer.py): matched
+    # here, they would be missing items (404) for the methods those routes do not take, and
+    # OPTIONS would list this rule's methods for them.
+    regex = r"(?!(?:export|import)$)[^/]+"
 
     def to_python(self, value: str) -> int:
-        if value in TRANSFER_SEGMENTS:
-            # /v1/items/export and /import are routes of their own (web/transfer.py): this rule
-            # steps aside, so that a method they do not take there is 405, not a missing item.
-            raise ValidationError()
         if not _CANONICAL_ID.fullmatch(value) or int(value) > ITEM_ID_MAX:
             raise ItemPathNotFound(value)
         return int(value)
