@@ -6,8 +6,9 @@ In one run, on a fresh itemsapi_bench database (DATABASE_URL's server, or the em
 2. imports the NDJSON with POST /v1/items/import (curl --data-binary), timed;
 3. empties the table and loads the CSV with psql's \\copy into the same columns, timed;
 4. empties it, imports the NDJSON with `itemsapi import`, timed;
-5. exports every row with GET /v1/items/export (curl, to /dev/null), timed, as NDJSON and as
-   CSV, and reads each worker's peak resident set (VmHWM) afterwards.
+5. exports every row with GET /v1/items/export (curl, to /dev/null), as NDJSON and as CSV,
+   best of --repeat, against psql running the same COPY to /dev/null, and reads each worker's
+   peak resident set (VmHWM) afterwards.
 Prints the figures as one JSON object. A benchmark, not a test: it asserts nothing.
 """
 
@@ -30,9 +31,12 @@ import psycopg
 from bench.product import new_token
 from bench.run import database_url, free_port, stop, wait_for
 from itemsapi.auth.scopes import SCOPES
-from itemsapi.db import migrations
+from itemsapi.db import migrations, statements
+from itemsapi.db.statements import ListQuery
+from itemsapi.db.transfer import CSV, NDJSON, export_sql
 
 ROOT = Path(__file__).resolve().parent.parent
+FORMATS = {"ndjson": NDJSON, "csv": CSV}
 
 
 def psql() -> str:
@@ -84,6 +88,7 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="exports timed (the best kept)")
     args = parser.parse_args()
     url = database_url()
     migrations.migrate(url)
@@ -118,11 +123,16 @@ def main() -> None:
         )  # fmt: skip
         figures["import_cli_rows_s"] = round(args.rows / seconds)
         for fmt, accept in (("ndjson", "application/x-ndjson"), ("csv", "text/csv")):
-            seconds = timed(
-                ["curl", "-sf", "-o", "/dev/null", *auth, "-H", f"Accept: {accept}",
-                 f"{base}/v1/items/export"]
-            )  # fmt: skip
+            command = ["curl", "-sf", "-o", "/dev/null", *auth, "-H", f"Accept: {accept}",
+                       f"{base}/v1/items/export"]  # fmt: skip
+            seconds = min(timed(command) for _ in range(args.repeat))
             figures[f"export_{fmt}_rows_s"] = round(args.rows / seconds)
+            # The same COPY by psql to /dev/null: what PostgreSQL alone takes to send it.
+            statement = export_sql(FORMATS[fmt], *statements.list_shape(ListQuery()))
+            copy = statement.as_string().replace("%(limit)s", "NULL")
+            copy = "\\copy " + copy.removeprefix("COPY ").replace(" TO STDOUT", " TO '/dev/null'")
+            seconds = min(timed([psql(), url, "-qc", copy]) for _ in range(args.repeat))
+            figures[f"psql_copy_out_{fmt}_rows_s"] = round(args.rows / seconds)
         figures["worker_peak_rss_mib"] = peak_rss_mib(server.pid)
         figures["import_vs_psql"] = round(
             figures["import_http_rows_s"] / figures["psql_copy_rows_s"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import orjson
 import psycopg
@@ -46,7 +47,8 @@ def test_export_sends_every_item_as_the_api_shows_it_then_a_complete_marker(clie
         assert {k: v for k, v in sent.items() if not k.endswith("_at")} == {
             k: v for k, v in shown.items() if not k.endswith("_at")
         }
-        assert sent["created_at"].startswith(shown["created_at"][:19])
+        for moment in ("created_at", "updated_at"):  # the same instant, RFC 3339 either way
+            assert datetime.fromisoformat(sent[moment]) == datetime.fromisoformat(shown[moment])
 
 
 def test_export_applies_the_lists_filters_and_sort_order(client):

@@ -25,7 +25,7 @@ def built(fmt: str, query: ListQuery = QUERY) -> str:
 
 def test_an_export_is_one_copy_of_the_lists_query_with_its_values_as_parameters():
     text = built(NDJSON)
-    assert text.startswith("COPY (SELECT row_to_json(x)::text FROM (SELECT ")
+    assert text.startswith("COPY (SELECT row_to_json(r)::text FROM (SELECT ")
     assert text.endswith(") TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
     assert "ORDER BY COALESCE(price, -1) DESC, id DESC LIMIT %(limit)s" in text
     assert "name ILIKE %(q)s" in text
