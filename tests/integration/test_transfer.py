@@ -214,3 +214,16 @@ def test_options_on_the_transfer_paths_lists_their_own_methods_only(client):
     assert set(client.options("/v1/items/import").headers["Allow"].split(", ")) == {
         "POST", "OPTIONS"
     }  # fmt: skip
+
+
+def test_an_export_gives_its_slot_back_however_its_body_ends(client, other_app):
+    for n in range(3):
+        create_item(client, name=f"n{n}")
+    one_slot = other_app(export_slots=1)
+    for _ in range(3):
+        with one_slot.head("/v1/items/export") as head:  # a body never read
+            assert head.status_code == 200
+        with one_slot.get("/v1/items/export", buffered=False) as partly:
+            assert next(partly.response)  # the first chunk, then the client goes away
+        with one_slot.get("/v1/items/export") as whole:
+            assert lines(whole.data)[-1]["export"]["complete"] is True

@@ -31,7 +31,7 @@ from itemsapi.db import statements
 from itemsapi.db.database import Database
 from itemsapi.db.pool import ConnectionEvents, StatementConnection, connection_options
 from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery
-from itemsapi.errors import ItemsError
+from itemsapi.errors import ItemsError, QueryTimeout
 
 NDJSON, CSV = "ndjson", "csv"
 FORMATS = (NDJSON, CSV)
@@ -148,10 +148,12 @@ class Transfers:
                     end.complete = True
         except _Stopped:
             pass
-        except ItemsError:
+        except ItemsError as exc:
             if not sent:
                 raise
-            end.reason = "database-error"  # the rest cannot be sent: the end marker says so
+            # The rest cannot be sent: the end marker says why. The statement timeout is the
+            # time limit too (PostgreSQL slow to produce rows rather than the client to take them).
+            end.reason = "time-limit" if isinstance(exc, QueryTimeout) else "database-error"
         finally:
             if end.last_row is not None:
                 end.last_row = bytes(end.last_row)

@@ -61,24 +61,35 @@ def export_items() -> Response:
     release, context.release = context.release, None  # the stream gives the slot back
     context.streams = True
     sort = ("-" if query.descending else "") + query.sort
-    body = _stream(first, chunks, end, MEDIA_TYPES[media], sort, release)
+    body = _Stream(first, chunks, end, MEDIA_TYPES[media], sort, release)
     mimetype = "text/csv" if media == "text/csv" else media
     return Response(body, mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
 
-def _stream(
-    first: bytes, chunks: Iterator[bytes], end: ExportEnd, fmt: str, sort: str,
-    release: Callable[[], None] | None,
-) -> Iterator[bytes]:  # fmt: skip
-    try:
-        if first:
-            yield first
-        yield from chunks
-        yield end_marker(end, fmt, sort)
-    finally:
-        chunks.close()  # a client gone mid-export: the COPY is cancelled, its connection closed
-        if release is not None:
-            release()
+class _Stream:
+    """An export's body: its chunks, then the end marker. Closing it, whether it was read to
+    the end, in part (a client gone mid-export: the COPY is cancelled) or not at all (HEAD),
+    ends the export and gives its slot back."""
+
+    def __init__(
+        self, first: bytes, chunks: Iterator[bytes], end: ExportEnd, fmt: str, sort: str,
+        release: Callable[[], None] | None,
+    ) -> None:  # fmt: skip
+        self._first, self._chunks, self._end = first, chunks, end
+        self._fmt, self._sort, self._release = fmt, sort, release
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first:
+            yield self._first
+        yield from self._chunks
+        yield end_marker(self._end, self._fmt, self._sort)
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        finally:
+            if self._release is not None:
+                self._release()
 
 
 def end_marker(end: ExportEnd, fmt: str, sort: str) -> bytes:
