@@ -10,7 +10,7 @@ from flask import Flask
 from itemsapi import jsonlog
 from itemsapi.config import ConfigError, Settings
 from itemsapi.services import Services
-from itemsapi.web import docs, items, ops, probes, problems, telemetry
+from itemsapi.web import docs, items, ops, probes, problems, telemetry, transfer
 from itemsapi.web.admission import Admission
 from itemsapi.web.deps import Deps, install
 from itemsapi.web.responses import OrjsonProvider
@@ -38,20 +38,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.strict_slashes = False
     # No redirect for `//`: werkzeug would build its Location from the request's Host header.
     app.url_map.merge_slashes = False
-    install(
-        app,
-        Deps(
-            settings,
-            services.cached_items,
-            services.database,
-            services.check,
-            services.listener,
-            services.identity_provider,
-        ),
-    )
+    deps = Deps(
+        settings, services.cached_items, services.database, services.check, services.listener,
+        services.transfers, services.identity_provider,
+    )  # fmt: skip
+    install(app, deps)
     problems.init_app(app)
     Admission(settings, services.enforcer).init_app(app)
     telemetry.init_app(app)
+    # Before the items blueprint: /v1/items/export is not an item's path.
+    app.register_blueprint(transfer.bp, url_prefix=items.VERSION_PREFIX)
     app.register_blueprint(items.bp, url_prefix=items.VERSION_PREFIX)
     # The paths from before /v1, answering as they always have, marked deprecated.
     app.register_blueprint(items.bp, name=items.UNVERSIONED)

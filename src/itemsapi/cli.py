@@ -1,6 +1,7 @@
 """The `itemsapi` command: click commands only. `serve` runs the API (serve/server.py),
 `migrate` brings the schema up to date (db/migrations.py), `keys` manages API keys
-(auth/keys.py); each uses the embedded PostgreSQL when DATABASE_URL is unset.
+(auth/keys.py), `export` and `import` move items (transfer_cli.py); each uses the embedded
+PostgreSQL when DATABASE_URL is unset.
 
 Only `serve` logs to stdout (a server's output is its log); the other commands log to stderr,
 so that stdout holds only what they print for a script."""
@@ -17,7 +18,7 @@ from typing import TypeVar
 import click
 import psycopg
 
-from itemsapi import jsonlog
+from itemsapi import jsonlog, transfer_cli
 from itemsapi.auth import dev_key, keys
 from itemsapi.config import ConfigError, Settings, env_name
 from itemsapi.db import migrations
@@ -223,6 +224,8 @@ def _retrying(work: Callable[[], T], wait: float, failed: str = "schema not appl
         except (psycopg.Error, migrations.MigrationError) as exc:  # retrying will not help
             raise click.ClickException(f"{failed}: {str(exc).strip()}") from None
 
+
+transfer_cli.register(main, lambda: _setup(apply_schema=True))
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     max_queued: Annotated[int, Field(ge=0)] = 32
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.
     shutdown_timeout: Annotated[int, Field(ge=1)] = 10
+    # Streaming export and import (web/transfer.py): slots of their own, not run slots.
+    export_slots: Annotated[int, Field(ge=1)] = 2
+    export_time_limit: Positive = 300.0
+    import_slots: Annotated[int, Field(ge=1)] = 1
+    import_time_limit: Positive = 600.0
+    max_import_bytes: Annotated[int, Field(ge=1024)] = 1024**3
 
     # Access control (docs/operations.md, "Access control"): API keys by default; `jwt` verifies
     # OpenID Connect bearer tokens against the issuer's JWKS; `off` opens everything.

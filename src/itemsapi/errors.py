@@ -84,6 +84,23 @@ class ValidationFailed(ItemsError):
         return f"the request body has {count} invalid field{'s' if count != 1 else ''}"
 
 
+class LineError(FieldError):
+    """A bad field of one line of an import body (lines count from 1)."""
+
+    def __init__(self, line: int, field: str | None, message: str) -> None:
+        super().__init__(field, message)
+        self.line = line
+
+
+class ImportInvalid(ValidationFailed):
+    """Lines of an import break the contract: nothing was stored. Lists the first errors."""
+
+    @property
+    def detail(self) -> str:
+        lines = len({getattr(e, "line", None) for e in self.errors})
+        return f"nothing was imported: the first {lines} invalid line(s) are listed"
+
+
 class BadParameter(ItemsError):
     """A query parameter is malformed (400)."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.util import Finalize
 from typing import TYPE_CHECKING
 
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, NullConnectionPool
 
 from itemsapi import metrics
 from itemsapi.auth.enforce import Authenticate, Enforcer
@@ -34,6 +34,7 @@ from itemsapi.db.health import DatabaseCheck
 from itemsapi.db.items import ItemRepository
 from itemsapi.db.keys import KeyRepository
 from itemsapi.db.pool import ConnectionEvents, create_pool
+from itemsapi.db.transfer import Transfers, transfer_pool
 
 if TYPE_CHECKING:
     from itemsapi.auth.jwks import Jwks
@@ -55,6 +56,8 @@ class Services:
     identity_provider: Jwks | None  # JWT mode's key set, for /health
     check: DatabaseCheck
     sampler: metrics.PoolSampler
+    transfer_pool: NullConnectionPool
+    transfers: Transfers
     _closer: Finalize | None = None
 
     @classmethod
@@ -86,6 +89,13 @@ class Services:
             identity_provider = Jwks(url, refresh)
         authenticate = _authenticator(settings, database, listener, identity_provider)
         required = {m.version: m.path.name for m in migrations.discover()}
+        # Exports and imports: connections of their own, one per transfer slot, never the
+        # pool's (a transfer holds its connection for minutes).
+        slots = settings.export_slots + settings.import_slots
+        transfers_pool = transfer_pool(settings, settings.database_url or "", slots)
+        transfers = Transfers(
+            Database(transfers_pool), settings.export_time_limit, settings.import_time_limit
+        )
         return cls(
             settings=settings,
             pool=pool,
@@ -99,12 +109,15 @@ class Services:
             identity_provider=identity_provider,
             check=DatabaseCheck(database, items, settings.ready_timeout, required),
             sampler=metrics.PoolSampler(pool),
+            transfer_pool=transfers_pool,
+            transfers=transfers,
         )
 
     def open(self) -> None:
         metrics.check_mode()
         # Don't wait for the database: the API serves /live and answers 503 until it answers.
         self.pool.open(wait=False)
+        self.transfer_pool.open()
         self.sampler.start()
         self.announcer.start()
         if self.listener is not None:
@@ -123,6 +136,7 @@ class Services:
             self.listener.stop()
         self.sampler.stop()
         self.check.close()
+        self.transfer_pool.close()
         self.pool.close()
         self.ring.close()
         metrics.retire_process()

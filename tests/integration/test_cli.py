@@ -142,16 +142,17 @@ def test_serve_start_check_weighs_the_pools_against_max_connections(clean_db, ca
     (warning,) = _start_check_records(caplog, too_many)
     assert warning.levelno == logging.WARNING
     assert "exceeds" in warning.getMessage()
-    # Each worker's listener holds a connection too.
-    assert (warning.connections_needed, warning.connections_allowed) == (2 * allowed + 2, allowed)
+    # Each worker's listener holds a connection too, and each transfer slot (2 export, 1 import).
+    needed = 2 * (allowed + 3) + 2
+    assert (warning.connections_needed, warning.connections_allowed) == (needed, allowed)
 
     caplog.clear()
-    one_short = Settings(database_url=clean_db, workers=1, pool_max_size=allowed)
+    one_short = Settings(database_url=clean_db, workers=1, pool_max_size=allowed - 3)
     (warning,) = _start_check_records(caplog, one_short)
     assert warning.levelno == logging.WARNING
 
     caplog.clear()
-    fits = Settings(database_url=clean_db, workers=1, pool_max_size=allowed - 1)
+    fits = Settings(database_url=clean_db, workers=1, pool_max_size=allowed - 4)
     (info,) = _start_check_records(caplog, fits)
     assert info.levelno == logging.INFO
     assert "fits" in info.getMessage()

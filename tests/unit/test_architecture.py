@@ -31,7 +31,7 @@ LAYERS = [
     {"services"},
     {"app"},
     {"serve"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "transfer_cli"},
 ]
 MAX_LINES = 250
 

@@ -41,3 +41,10 @@ def test_metrics_imported_after_the_folder_is_named_pass_the_check(tmp_path):
     result = run(NAME_THEN_IMPORT, str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "checked"
+
+
+def test_the_itemsapi_command_imports_prometheus_client_only_once_serving(tmp_path):
+    # `itemsapi serve` names the workers' folder after its module (and every command module it
+    # registers, transfer_cli's included) was imported: none of them may bring it in first.
+    code = "import sys\nimport itemsapi.cli\nprint('prometheus_client' in sys.modules)\n"
+    assert run(code, str(tmp_path)).stdout == "False\n"

@@ -36,11 +36,13 @@ def check_database(settings: Settings, database_url: str) -> None:
 def _check_budget(settings: Settings, connections_allowed: int) -> None:
     """workers x pool max size must fit what is behind DATABASE_URL: the server's
     connections, or, behind a pooler, the pooler's server pool, which must fit the server's.
-    Each worker's listener (read cache, key records) holds one more connection, always direct.
+    Each worker's listener (read cache, key records) holds one more connection, always direct,
+    and each of its export and import slots one of its own (db/transfer.py) while in use.
     Through the pooler the facts query still reaches PostgreSQL, so connections_allowed is the
     server's own. Replicas multiply the need; only the operator knows their number
     (docs/operations.md, Running at scale)."""
-    needed = settings.workers * settings.pool_max_size
+    transfers = settings.export_slots + settings.import_slots
+    needed = settings.workers * (settings.pool_max_size + transfers)
     listeners = settings.workers if settings.needs_listener else 0
     extra = {
         "workers": settings.workers,
@@ -52,13 +54,14 @@ def _check_budget(settings: Settings, connections_allowed: int) -> None:
     pooler = settings.pooler_pool_size
     if pooler is None and needed + listeners > connections_allowed:
         log.warning(
-            "workers x (pool max size + a listener) exceeds the server's max_connections",
+            "workers x (pool max size + transfer slots + a listener) exceeds the server's"
+            " max_connections",
             extra=extra,
         )
     elif pooler is not None and needed > pooler:
         log.warning(
-            "workers x pool max size exceeds the pooler's server pool: requests would queue in "
-            "the pooler, past ITEMSAPI_POOL_TIMEOUT's reach",
+            "workers x (pool max size + transfer slots) exceeds the pooler's server pool:"
+            " requests would queue in the pooler, past ITEMSAPI_POOL_TIMEOUT's reach",
             extra=extra,
         )
     elif pooler is not None and pooler + listeners > connections_allowed:

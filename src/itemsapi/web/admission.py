@@ -19,6 +19,12 @@ lets item requests hold (`granian_threads`), and `admit` decides per request, be
   whole, with a size limit, on a bounded number of readers), so that a slow client never holds
   a run slot, and takes one again for the view.
 
+Exports and imports (web/transfer.py) stream for minutes: they never take a run slot (they
+would starve item requests) nor the body readers (an import is read as a stream, not whole).
+Each takes one of its own bounded TransferSlots instead, at once or 503, then its credentials
+are checked from its headers before anything is read; an export's stream gives its slot back
+when it ends, an import's view when it answers.
+
 Refusals are raised like any other error and answered by problems.respond. Blocked waiters do
 not take the GIL, and Granian starts threads on demand and ends them when idle: the threads
 beyond the run slots cost little.
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, request
@@ -45,10 +52,40 @@ EXEMPT_PATHS = frozenset({"/live", "/ready", "/health", "/metrics"})
 PROBE_THREADS = 8
 
 
+# The transfer endpoints (web/transfer.py) and the slots each takes.
+EXPORT, IMPORT = "transfer.export_items", "transfer.import_items"
+
+
 def granian_threads(settings: Settings) -> int:
     """Granian's blocking threads per worker: every thread admission may let requests hold
-    (running, waiting for a run slot, waiting for a body), plus the ones kept for the probes."""
-    return settings.blocking_threads + settings.max_queued + settings.max_body_reads + PROBE_THREADS
+    (running, waiting for a run slot, waiting for a body, transferring), plus the ones kept for
+    the probes."""
+    transfers = settings.export_slots + settings.import_slots
+    return (
+        settings.blocking_threads + settings.max_queued + settings.max_body_reads + transfers
+        + PROBE_THREADS
+    )  # fmt: skip
+
+
+class TransferSlots:
+    """At most `count` transfers of one kind at once per worker; one more is refused at once."""
+
+    def __init__(self, kind: str, count: int) -> None:
+        self._kind = kind
+        self._free = threading.BoundedSemaphore(count)
+
+    def take(self) -> Callable[[], None]:
+        """Take a slot (or raise Overloaded); the function returned gives it back, once."""
+        if not self._free.acquire(blocking=False):
+            raise Overloaded(f"every {self._kind} slot is taken; try again later")
+        given_back = threading.Event()
+
+        def release() -> None:
+            if not given_back.is_set():
+                given_back.set()
+                self._free.release()
+
+        return release
 
 
 class Admission:
@@ -60,6 +97,10 @@ class Admission:
         self._bodies = BodyReader(
             settings.max_body_bytes, settings.max_body_reads, settings.max_body_reads_per_client
         )
+        self._transfers = {
+            EXPORT: TransferSlots("export", settings.export_slots),
+            IMPORT: TransferSlots("import", settings.import_slots),
+        }
 
     def init_app(self, app: Flask) -> None:
         app.before_request(self.admit)
@@ -73,6 +114,11 @@ class Admission:
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
             context.principal = self._check_credentials(environ)
             return
+        transfer = self._transfers.get(request.endpoint or "")
+        if transfer is not None:
+            context.release = transfer.take()
+            context.principal = self._check_credentials(environ)
+            return
         self._take_slot(context)
         context.principal = self._check_credentials(environ)
         if declares_body(environ):
@@ -84,6 +130,8 @@ class Admission:
         context = of(request.environ)
         if context.holds_slot:
             self._give_back_slot(context)
+        if context.release is not None and not context.streams:
+            context.release()  # a streamed export's stream gives its slot back itself
 
     def _check_credentials(self, environ: dict[str, Any]) -> str | None:
         return self._enforcer.check(

@@ -4,6 +4,7 @@ object. Nothing else passes per-request state between modules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,12 @@ class RequestContext:
     # within the pool timeout. The views pass it to the repository.
     deadline: float | None = None
     holds_slot: bool = False
+    # An export's or an import's slot (admission.TransferSlots), given back once: at the
+    # request's teardown, or, for a streamed export, when its stream ends (`streams`).
+    release: Callable[[], None] | None = None
+    # The response body is streamed: telemetry passes it on chunk by chunk and records the
+    # request when the stream ends, instead of joining the body into one piece.
+    streams: bool = False
 
 
 def of(environ: dict[str, Any]) -> RequestContext:

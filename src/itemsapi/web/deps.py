@@ -13,6 +13,7 @@ from itemsapi.cache.listener import Listener
 from itemsapi.config import Settings
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
+from itemsapi.db.transfer import Transfers
 
 if TYPE_CHECKING:  # PyJWT is imported in JWT mode only
     from itemsapi.auth.jwks import Jwks
@@ -27,6 +28,7 @@ class Deps:
     database: Database
     check: DatabaseCheck
     listener: Listener | None
+    transfers: Transfers
     identity_provider: Jwks | None = None  # JWT mode's key set
 
 

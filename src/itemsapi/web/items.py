@@ -37,7 +37,10 @@ class ItemIdConverter(BaseConverter):
     It raises NotFound itself: a ValidationError would let werkzeug answer 405 for
     PUT/PATCH/DELETE on a path whose GET it had considered."""
 
-    regex = r"[^/]+"
+    # Any segment but `export` and `import`, routes of their own (web/transfer.py): matched
+    # here, they would be missing items (404) for the methods those routes do not take, and
+    # OPTIONS would list this rule's methods for them.
+    regex = r"(?!(?:export|import)$)[^/]+"
 
     def to_python(self, value: str) -> int:
         if not _CANONICAL_ID.fullmatch(value) or int(value) > ITEM_ID_MAX:

@@ -30,9 +30,18 @@ class ItemPage(Body):
     next_cursor: str | None
 
 
+class ImportResult(Body):
+    """What POST /v1/items/import answers once every line is stored."""
+
+    imported: Count
+
+
 class ProblemField(Body):
     field: str | None
     message: str
+    line: Annotated[
+        int, Field(ge=1, description="The line of an import body (from 1) the error is on.")
+    ] = None  # type: ignore[assignment]
 
 
 class Problem(Body):
@@ -122,4 +131,4 @@ class Index(Body):
 
 
 # Published as components under these names; the models they are made of are inlined.
-PUBLISHED = (ItemPage, Problem, ProbeStatus, Health, Index)
+PUBLISHED = (ItemPage, ImportResult, Problem, ProbeStatus, Health, Index)

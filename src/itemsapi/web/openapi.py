@@ -36,6 +36,8 @@ from itemsapi.web.schemas import (
 )
 
 SCHEMA_REF = "#/components/schemas/"
+# Added after /v1 (web/transfer.py): served under /v1 only, so they have no deprecated copies.
+V1_ONLY = frozenset({"/v1/items/export", "/v1/items/import"})
 UNVERSIONED_SUFFIX = "Unversioned"  # createItemUnversioned: POST /items, deprecated for /v1
 # Request bodies are published as they validate, responses as they serialize.
 MODELS = [
@@ -138,7 +140,7 @@ def unversioned_paths(paths: dict[str, Any]) -> dict[str, Any]:
     operation ids of their own, and each response carrying Deprecation and the successor Link."""
     copies = {}
     for path, path_item in paths.items():
-        if not path.startswith("/v1/"):
+        if not path.startswith("/v1/") or path in V1_ONLY:
             continue
         path_item = copy.deepcopy(path_item)
         for operation in path_item.values():

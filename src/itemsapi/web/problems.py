@@ -112,11 +112,18 @@ def _domain_error(exc: ItemsError) -> Response:
         headers["Retry-After"] = str(getattr(exc, "retry_after", RETRY_AFTER_SECONDS))
     errors = None
     if hasattr(exc, "errors"):
-        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+        errors = [_error(e) for e in exc.errors]
     return problem(
         entry.status, exc.detail, kind=entry.kind, title=entry.title, headers=headers,
         errors=errors,
     )  # fmt: skip
+
+
+def _error(error: Any) -> dict[str, Any]:
+    entry = {"field": error.field, "message": error.message}
+    if hasattr(error, "line"):  # an import's line (errors.LineError)
+        entry["line"] = error.line
+    return entry
 
 
 def _http_error(exc: HTTPException) -> Response:

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Flask
@@ -57,25 +57,52 @@ class RequestTelemetry:
             rule = _matched_rule(environ)
             return start_response(status, headers, exc_info)
 
-        try:
-            return _whole(self.wsgi_app(environ, start))
-        finally:
-            request_id.reset(token)
+        def record() -> None:
             if status_line is not None:
                 seconds = time.perf_counter() - started
                 _record(environ, rule, status_line, response_headers, seconds, context)
 
+        try:
+            body = self.wsgi_app(environ, start)
+            if context.streams:
+                return _Streamed(body, record)
+            return _whole(body)
+        finally:
+            request_id.reset(token)
+            if not context.streams:
+                record()
+
 
 def _whole(body: Iterable[bytes]) -> list[bytes]:
     """The response body as a list of one piece: Granian sends a list at once, while an iterator
-    (what werkzeug returns) goes to the client chunk by chunk, each handed between threads. No
-    route here streams."""
+    (what werkzeug returns) goes to the client chunk by chunk, each handed between threads. Only
+    an export streams (_Streamed)."""
     try:
         return [b"".join(body)]
     finally:
         close = getattr(body, "close", None)
         if close is not None:
             close()
+
+
+class _Streamed:
+    """A streamed body (an export) passed on as it comes, so that it is never held whole; the
+    request is recorded when the server closes it, its duration the whole stream's."""
+
+    def __init__(self, body: Iterable[bytes], record: Any) -> None:
+        self._body = body
+        self._record = record
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._record()
 
 
 def _new_request_id() -> str:

@@ -1,0 +1,148 @@
+"""Export and import at scale: `python -m bench.transfer --rows 1000000`.
+
+In one run, on a fresh itemsapi_bench database (DATABASE_URL's server, or the embedded one) and a
+2-worker `itemsapi serve` as the image runs it:
+1. writes N items as NDJSON (the import body) and the same items as CSV (for psql);
+2. imports the NDJSON with POST /v1/items/import (curl --data-binary), timed;
+3. empties the table and loads the CSV with psql's \\copy into the same columns, timed;
+4. empties it, imports the NDJSON with `itemsapi import`, timed;
+5. exports every row with GET /v1/items/export (curl, to /dev/null), as NDJSON and as CSV,
+   best of --repeat, against psql running the same COPY to /dev/null, and reads each worker's
+   peak resident set (VmHWM) afterwards.
+Prints the figures as one JSON object. A benchmark, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from bench.product import new_token
+from bench.run import database_url, free_port, stop, wait_for
+from itemsapi.auth.scopes import SCOPES
+from itemsapi.db import migrations, statements
+from itemsapi.db.statements import ListQuery
+from itemsapi.db.transfer import CSV, NDJSON, export_sql
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMATS = {"ndjson": NDJSON, "csv": CSV}
+
+
+def psql() -> str:
+    import pgserver
+
+    return shutil.which("psql") or str(Path(pgserver.__file__).parent / "pginstall/bin/psql")
+
+
+def write_files(rows: int, folder: Path) -> tuple[Path, Path]:
+    ndjson, table = folder / "items.ndjson", folder / "items.csv"
+    with ndjson.open("wb") as lines, table.open("w", newline="") as records:
+        writer = csv.writer(records)
+        for n in range(rows):
+            item = {
+                "name": f"item {n}", "description": "imported by the benchmark " * 2,
+                "price": (n % 10_000) / 4, "quantity": n % 500,
+                "attributes": {"color": ("red", "green", "blue")[n % 3], "n": n},
+            }  # fmt: skip
+            lines.write(orjson.dumps(item) + b"\n")
+            writer.writerow(
+                [item["name"], item["description"], item["price"], item["quantity"],
+                 orjson.dumps(item["attributes"]).decode()]
+            )  # fmt: skip
+    return ndjson, table
+
+
+def timed(command: list[str], **kwargs: object) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - started
+
+
+def empty(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE items RESTART IDENTITY")
+        conn.execute("VACUUM ANALYZE items")
+
+
+def peak_rss_mib(pid: int) -> float:
+    peaks = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            status = Path(f"/proc/{child}/status").read_text()
+            line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+            peaks.append(int(line.split()[1]) / 1024)
+    return round(max(peaks), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="exports timed (the best kept)")
+    args = parser.parse_args()
+    url = database_url()
+    migrations.migrate(url)
+    token = new_token(url, "bench", list(SCOPES))
+    folder = Path(tempfile.mkdtemp(prefix="itemsapi-transfer-"))
+    ndjson, table = write_files(args.rows, folder)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "ITEMSAPI_WORKERS": "2",
+           "ITEMSAPI_LOG_LEVEL": "WARNING"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "itemsapi", "serve", "--port", str(port)], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    figures: dict[str, object] = {"rows": args.rows, "ndjson_mib": ndjson.stat().st_size >> 20}
+    try:
+        wait_for(f"{base}/ready")
+        seconds = timed(
+            ["curl", "-sf", "-o", "/dev/null", *auth, "-H", "Content-Type: application/x-ndjson",
+             "--data-binary", f"@{ndjson}", f"{base}/v1/items/import"]
+        )  # fmt: skip
+        figures["import_http_rows_s"] = round(args.rows / seconds)
+        empty(url)
+        copy = f"\\copy items (name, description, price, quantity, attributes) from '{table}' csv"
+        seconds = timed([psql(), url, "-qc", copy])
+        figures["psql_copy_rows_s"] = round(args.rows / seconds)
+        empty(url)
+        seconds = timed(
+            [sys.executable, "-m", "itemsapi", "import", str(ndjson)], env=env,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        figures["import_cli_rows_s"] = round(args.rows / seconds)
+        for fmt, accept in (("ndjson", "application/x-ndjson"), ("csv", "text/csv")):
+            command = ["curl", "-sf", "-o", "/dev/null", *auth, "-H", f"Accept: {accept}",
+                       f"{base}/v1/items/export"]  # fmt: skip
+            seconds = min(timed(command) for _ in range(args.repeat))
+            figures[f"export_{fmt}_rows_s"] = round(args.rows / seconds)
+            # The same COPY by psql to /dev/null: what PostgreSQL alone takes to send it.
+            statement = export_sql(FORMATS[fmt], *statements.list_shape(ListQuery()))
+            copy = statement.as_string().replace("%(limit)s", "NULL")
+            copy = "\\copy " + copy.removeprefix("COPY ").replace(" TO STDOUT", " TO '/dev/null'")
+            seconds = min(timed([psql(), url, "-qc", copy]) for _ in range(args.repeat))
+            figures[f"psql_copy_out_{fmt}_rows_s"] = round(args.rows / seconds)
+        figures["worker_peak_rss_mib"] = peak_rss_mib(server.pid)
+        figures["import_vs_psql"] = round(
+            figures["import_http_rows_s"] / figures["psql_copy_rows_s"],
+            2,  # type: ignore[operator]
+        )
+    finally:
+        stop(server)
+        shutil.rmtree(folder)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
