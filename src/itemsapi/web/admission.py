@@ -104,7 +104,17 @@ class Admission:
 
     def init_app(self, app: Flask) -> None:
         app.before_request(self.admit)
-        app.teardown_request(self.release)
+        # Slots are given back as the app returns, around it rather than in a teardown hook:
+        # Flask checks every hook for a coroutine on every request, a measurable share of it.
+        inner = app.wsgi_app
+
+        def releasing(environ: dict[str, Any], start_response: Any) -> Any:
+            try:
+                return inner(environ, start_response)
+            finally:
+                self.release(of(environ))
+
+        app.wsgi_app = releasing  # type: ignore[method-assign]
 
     def admit(self) -> None:
         if request.routing_exception is not None:
@@ -126,8 +136,7 @@ class Admission:
             self._bodies.buffer(environ)
             self._take_slot(context)
 
-    def release(self, _error: BaseException | None = None) -> None:
-        context = of(request.environ)
+    def release(self, context: RequestContext) -> None:
         if context.holds_slot:
             self._give_back_slot(context)
         if context.release is not None and not context.streams:
