@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # half are busy; a body beyond them gets 503 (bodies.py).
     max_body_reads: Annotated[int, Field(ge=1)] = 32
     max_body_reads_per_client: Annotated[int, Field(ge=1)] = 8
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000  # items one POST of an array makes
+    # Idempotency-Key (db/idempotency.py): seconds a key's response is kept for retries, seconds
+    # between each worker's purges of expired ones, and whether every POST must carry a key.
+    idempotency_ttl: Positive = 86400.0
+    idempotency_purge_interval: Positive = 60.0
+    require_idempotency_key: bool = False
 
     # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
     cache: bool = True

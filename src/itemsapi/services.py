@@ -31,6 +31,7 @@ from itemsapi.config import Settings
 from itemsapi.db import migrations
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
+from itemsapi.db.idempotency import IdempotencyRepository, Purger
 from itemsapi.db.items import ItemRepository
 from itemsapi.db.keys import KeyRepository
 from itemsapi.db.pool import ConnectionEvents, create_pool
@@ -55,6 +56,7 @@ class Services:
     identity_provider: Jwks | None  # JWT mode's key set, for /health
     check: DatabaseCheck
     sampler: metrics.PoolSampler
+    purger: Purger
     _closer: Finalize | None = None
 
     @classmethod
@@ -99,6 +101,10 @@ class Services:
             identity_provider=identity_provider,
             check=DatabaseCheck(database, items, settings.ready_timeout, required),
             sampler=metrics.PoolSampler(pool),
+            purger=Purger(
+                IdempotencyRepository(database, settings.idempotency_ttl).purge,
+                settings.idempotency_purge_interval,
+            ),
         )
 
     def open(self) -> None:
@@ -107,6 +113,7 @@ class Services:
         self.pool.open(wait=False)
         self.sampler.start()
         self.announcer.start()
+        self.purger.start()
         if self.listener is not None:
             self.listener.start()
         self._closer = Finalize(self, self._close, exitpriority=10)
@@ -119,6 +126,7 @@ class Services:
     def _close(self) -> None:
         # The announcer sends what is pending on the pool, so it stops before the pool closes.
         self.announcer.stop()
+        self.purger.stop()
         if self.listener is not None:
             self.listener.stop()
         self.sampler.stop()
