@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itemsapi.app import close_app, create_app
 from tests.helpers import item_payload
+from tests.integration.test_openapi import Validator
 
 
 def rows(count: int) -> list[dict]:
@@ -90,3 +91,20 @@ def test_a_batch_invalidates_cached_list_pages(client):
     client.post("/v1/items", json=rows(2))
     page = client.get("/v1/items")
     assert len(page.get_json()["items"]) == 2
+
+
+def test_the_batch_and_its_responses_are_published_as_sent(client):
+    document = client.get("/openapi.json").get_json()
+    post = document["paths"]["/v1/items"]["post"]
+    names = {parameter["name"] for parameter in post["parameters"]}
+    assert {"Idempotency-Key", "Prefer"} <= names
+    batch_schema = document["components"]["schemas"]["ItemBatch"]
+    assert batch_schema["maxItems"] == 1000
+    created = post["responses"]["201"]
+    assert {"Idempotent-Replayed", "Preference-Applied"} <= set(created["headers"])
+    schema = created["content"]["application/json"]["schema"]
+    for headers in ({}, {"Prefer": "return=minimal"}):
+        body = client.post("/v1/items", json=rows(2), headers=headers).get_json()
+        validator = Validator({**document, **schema})
+        assert not list(validator.iter_errors(body))
+        assert Validator({**document, **batch_schema}).is_valid(rows(2))

@@ -30,6 +30,24 @@ class ItemPage(Body):
     next_cursor: str | None
 
 
+class ItemRef(Body):
+    """An item created by a batch, as `Prefer: return=minimal` answers it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1)]
+
+
+class CreatedItems(Body):
+    """201 to a batch: the created items in the request's order (ItemRefs with
+    `Prefer: return=minimal`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Item | ItemRef]
+
+
 class ProblemField(Body):
     field: str | None
     message: str
@@ -122,4 +140,4 @@ class Index(Body):
 
 
 # Published as components under these names; the models they are made of are inlined.
-PUBLISHED = (ItemPage, Problem, ProbeStatus, Health, Index)
+PUBLISHED = (ItemPage, CreatedItems, Problem, ProbeStatus, Health, Index)
