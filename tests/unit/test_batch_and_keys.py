@@ -71,3 +71,8 @@ def test_a_batch_outside_its_bounds_is_refused_as_a_whole(count):
     with pytest.raises(ValidationFailed) as caught:
         validate_rows([item_payload()] * count, 10)
     assert caught.value.errors[0].field is None
+
+
+def test_a_minimal_batch_returns_only_ids_and_versions():
+    text = batch.insert_many_statement(minimal=True).as_string()
+    assert text.endswith("RETURNING id, version")

@@ -105,9 +105,10 @@ class CachedItemRepository:
         return result
 
     def create_many(
-        self, rows: list[Values], deadline: float | None = None, once: Once | None = None
-    ) -> list[Row] | Outcome:
-        result = self._repository.create_many(rows, deadline, once)
+        self, rows: list[Values], deadline: float | None = None, once: Once | None = None,
+        minimal: bool = False,
+    ) -> list[Row] | Outcome:  # fmt: skip
+        result = self._repository.create_many(rows, deadline, once, minimal)
         self._written(result.response.item_ids if once else tuple(row["id"] for row in result))
         return result
 

@@ -24,7 +24,9 @@ from itemsapi.errors import ItemNotFound, PreconditionFailed, SchemaMissing
 
 _SELECT = text(statements.select_statement)
 _INSERT = text(statements.insert_statement)
-_INSERT_MANY = text(batch.insert_many_statement)
+_INSERT_MANY = {
+    minimal: text(batch.insert_many_statement, minimal=minimal) for minimal in (False, True)
+}
 _VERSION = text(statements.version_statement)
 _RECENT = text(statements.recent_statement)
 _PING = text(statements.ping_statement)
@@ -53,13 +55,15 @@ class ItemRepository:
 
     def create_many(
         self, rows: Sequence[Mapping[str, Any]], deadline: float | None = None,
-        once: Once | None = None,
+        once: Once | None = None, minimal: bool = False,
     ) -> list[Row] | Outcome:  # fmt: skip
-        """Insert every row in one statement, all or none; the new rows in the given order."""
+        """Insert every row in one statement, all or none; the new rows in the given order (with
+        `minimal`, only their ids and versions)."""
         params = {"rows": batch.rows_param(rows)}
+        statement = _INSERT_MANY[minimal]
 
         def run(conn: StatementConnection) -> list[Row]:
-            return sorted(conn.run(_INSERT_MANY, params).fetchall(), key=lambda row: row["id"])
+            return sorted(conn.run(statement, params).fetchall(), key=lambda row: row["id"])
 
         return self._write(run, deadline, once)
 

@@ -29,9 +29,9 @@ def create(data: list[Any], requested: idempotency.Requested | None) -> Response
     minimal = prefers_minimal(request.headers.get(PREFER))
     deadline = of(request.environ).deadline
     if requested is None:
-        return _created(deps().items.create_many(rows, deadline), minimal)
+        return _created(deps().items.create_many(rows, deadline, minimal=minimal), minimal)
     once = requested.once(lambda created: _created(created, minimal), _ids)
-    return idempotency.respond(deps().items.create_many(rows, deadline, once))
+    return idempotency.respond(deps().items.create_many(rows, deadline, once, minimal))
 
 
 def validate_rows(data: list[Any], max_batch: int) -> list[dict[str, Any]]:
@@ -69,8 +69,8 @@ def prefers_minimal(header: str | None) -> bool:
 def _created(rows: list[dict[str, Any]], minimal: bool) -> Response:
     if not minimal:
         return json_response({"items": rows}, 201)
-    refs = [{"id": row["id"], "version": row["version"]} for row in rows]
-    return json_response({"items": refs}, 201, headers={"Preference-Applied": MINIMAL})
+    # The rows are already {id, version}: the statement returned nothing else.
+    return json_response({"items": rows}, 201, headers={"Preference-Applied": MINIMAL})
 
 
 def _ids(rows: list[dict[str, Any]]) -> list[int]:
