@@ -159,13 +159,13 @@ def test_a_failed_write_stores_nothing_and_its_retry_runs_again(client, sql):
     assert post(client, key="bad").status_code == 201  # the key was not taken by the failure
 
 
-def test_a_replay_reaches_the_read_cache_of_the_item(client):
+def test_a_replay_reaches_the_read_cache_of_the_item(app, client):
     # A replay re-announces its items (the first writer may have died before announcing): the
     # cached item is dropped, and the next read goes to the database.
+    wait_until(lambda: services_of(app).listener.listening, 10, "the listener")
     item = post(client, key="cached").get_json()
     path = f"/v1/items/{item['id']}"
-    client.get(path)
-    assert client.get(path).headers["X-Cache"] == "hit"
+    wait_until(lambda: client.get(path).headers["X-Cache"] == "hit", 2, "the item cached")
     post(client, key="cached")
     assert client.get(path).headers["X-Cache"] == "miss"
 
