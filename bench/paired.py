@@ -41,6 +41,12 @@ from bench.run import (
 )
 
 WORKING_TREE = "working-tree"
+# Beyond `make bench`'s: a POST carrying a fresh Idempotency-Key. Against a build without keys
+# (main before them) it is a plain POST there: the pair is the key's cost.
+PAIRED_SCENARIOS = {
+    **SCENARIOS,
+    "post_key": ("/items", "post_key.lua", "POST /items with a fresh Idempotency-Key"),
+}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,7 +61,7 @@ def main() -> None:
     parser.add_argument("base", help="git revision to compare against (e.g. HEAD, main)")
     parser.add_argument("changed", nargs="?", default=WORKING_TREE,
                         help=f"git revision to measure (default: the {WORKING_TREE})")  # fmt: skip
-    parser.add_argument("--scenario", choices=SCENARIOS, default="get", help="(get)")
+    parser.add_argument("--scenario", choices=PAIRED_SCENARIOS, default="get", help="(get)")
     parser.add_argument("--rounds", type=int, default=6, help="(6)")
     parser.add_argument("--duration", type=int, default=6, help="seconds per round (6)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds before each round (2)")
@@ -71,7 +77,7 @@ def main() -> None:
                   export(args.changed, Path(folder) / "changed")]  # fmt: skip
         url = database_url()
         load(url, args.rows)
-        path, script, _ = SCENARIOS[args.scenario]
+        path, script, _ = PAIRED_SCENARIOS[args.scenario]
         path = path or deep_page(url, args.rows)  # one page for every round
         rounds = [measure_round(number, builds, url, path, script, args)
                   for number in range(args.rounds)]  # fmt: skip

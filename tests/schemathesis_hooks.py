@@ -12,13 +12,23 @@ A precondition header whose value is not ASCII never reaches the app: Granian ha
 value over as an empty string, which is a valid (empty) list of tags, so the request is
 answered as if it named none. Such values are dropped too; what the app does see is read
 strictly (tests/integration/test_http_details.py).
+
+An `Idempotency-Key` is the client's promise that one key means one request. Generated keys are
+few and short ("0", "A"), so the same key would come back on other bodies, rightly refused (422),
+and a valid request would look rejected. A generated key that fits the published pattern is made
+unique per call instead; any other is kept, for the server to refuse
+(tests/integration/test_idempotency.py covers reuse, replay and in-flight keys).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 import schemathesis
+
+from itemsapi.web.idempotency import KEY_PATTERN
 
 
 @schemathesis.hook
@@ -32,6 +42,9 @@ def before_call(context, case, kwargs) -> None:
         for name in [h for h in case.headers if h.lower() == "if-none-match"]:
             if not str(case.headers[name]).isascii():
                 del case.headers[name]
+        for name in [h for h in case.headers if h.lower() == "idempotency-key"]:
+            if re.fullmatch(KEY_PATTERN, case.headers[name]):
+                case.headers[name] = str(uuid.uuid4())
 
 
 @schemathesis.serializer("application/x-ndjson")

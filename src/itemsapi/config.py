@@ -92,37 +92,35 @@ class Settings(BaseSettings):
     # connection's startup packet; "server" leaves them to the role or database settings
     # (ALTER ROLE ... SET), for a pooler that refuses startup options (PgBouncer).
     session_settings: Literal["startup", "server"] = "startup"
-    # The server connections a pooler in front of PostgreSQL keeps for this database and user
-    # (PgBouncer's pool_size): `itemsapi serve` then checks its budget against it.
+    # A pooler's server pool for this database and user (PgBouncer's pool_size), for serve's check.
     pooler_pool_size: Annotated[int, Field(ge=1)] | None = None
-    # A file holding the database password (a Docker or Kubernetes secret), put into
-    # DATABASE_URL, so that the URL itself carries no secret.
+    # A file holding the database password (a secret), put into DATABASE_URL.
     database_password_file: Path | None = None
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
-    # Request bodies a worker reads at once, and what one client address may hold of them once
-    # half are busy; a body beyond them gets 503 (bodies.py).
+    # Bodies a worker reads at once, and one client address's share once half are busy.
     max_body_reads: Annotated[int, Field(ge=1)] = 32
     max_body_reads_per_client: Annotated[int, Field(ge=1)] = 8
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000  # items one POST of an array makes
+    # Idempotency-Key (db/idempotency.py): retention, purge interval, required on POST.
+    idempotency_ttl: Positive = 86400.0
+    idempotency_purge_interval: Positive = 60.0
+    require_idempotency_key: bool = False
 
     # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
     cache: bool = True
     cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
     cache_ttl: Positive = 300.0
-    # Items (the ones changed last) each worker loads into its cache once it is listening, so
-    # that a started or restarted worker does not send every read to PostgreSQL; 0: none.
+    # Items changed last that each worker loads into its cache once listening; 0: none.
     cache_prime: Annotated[int, Field(ge=0)] = 10_000
-    # Where each worker LISTENs for changes: a direct connection (LISTEN does not work through a
-    # pooler in transaction mode). None: DATABASE_URL.
+    # Where workers LISTEN: a direct connection, not a transaction pooler. None: DATABASE_URL.
     listen_database_url: str | None = None
 
     # How `itemsapi serve` runs Granian.
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1)] = 1
-    # Item requests a worker runs at once (as many as its pool has connections), and how many
-    # more may wait for one of those slots (each at most pool_timeout) before further ones get
-    # 503 at once. Granian gets more threads than that (admission.granian_threads).
+    # Run slots per worker (as many as pool connections), and how many may wait for one.
     blocking_threads: Annotated[int, Field(ge=1)] = 16
     max_queued: Annotated[int, Field(ge=0)] = 32
     # Seconds a worker gets to finish in-flight requests after SIGTERM before it is killed.

@@ -224,3 +224,21 @@ class IdentityProviderUnavailable(ItemsError):
     @property
     def detail(self) -> str:
         return "the identity provider cannot be reached to check this token; try again shortly"
+
+
+class IdempotencyKeyInUse(ItemsError):
+    """A request with this Idempotency-Key is still being processed (409): the client retries
+    later and then gets its response."""
+
+    def __init__(self) -> None:
+        super().__init__("a request with this Idempotency-Key is still in progress; retry shortly")
+
+
+class IdempotencyKeyReused(ItemsError):
+    """The Idempotency-Key was used before on another request (method, path or body): 422, and
+    nothing is written."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used for a different request; use a new key for a new request"
+        )

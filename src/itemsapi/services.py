@@ -31,6 +31,7 @@ from itemsapi.config import Settings
 from itemsapi.db import migrations
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
+from itemsapi.db.idempotency import IdempotencyRepository, Purger
 from itemsapi.db.items import ItemRepository
 from itemsapi.db.keys import KeyRepository
 from itemsapi.db.pool import ConnectionEvents, create_pool
@@ -58,6 +59,7 @@ class Services:
     sampler: metrics.PoolSampler
     transfer_pool: NullConnectionPool
     transfers: Transfers
+    purger: Purger
     _closer: Finalize | None = None
 
     @classmethod
@@ -111,6 +113,10 @@ class Services:
             sampler=metrics.PoolSampler(pool),
             transfer_pool=transfers_pool,
             transfers=transfers,
+            purger=Purger(
+                IdempotencyRepository(database, settings.idempotency_ttl).purge,
+                settings.idempotency_purge_interval,
+            ),
         )
 
     def open(self) -> None:
@@ -120,6 +126,7 @@ class Services:
         self.transfer_pool.open()
         self.sampler.start()
         self.announcer.start()
+        self.purger.start()
         if self.listener is not None:
             self.listener.start()
         self._closer = Finalize(self, self._close, exitpriority=10)
@@ -132,6 +139,7 @@ class Services:
     def _close(self) -> None:
         # The announcer sends what is pending on the pool, so it stops before the pool closes.
         self.announcer.stop()
+        self.purger.stop()
         if self.listener is not None:
             self.listener.stop()
         self.sampler.stop()

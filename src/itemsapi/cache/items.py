@@ -24,6 +24,7 @@ from itemsapi.cache.announcer import Announcer
 from itemsapi.cache.notification import CHANNEL, CLEAR, Notification
 from itemsapi.cache.ring import FLUSH, WriteRing
 from itemsapi.cache.store import BYPASS, MISS, ReadCache
+from itemsapi.db.idempotency import Once, Outcome
 from itemsapi.db.items import ItemRepository, Page
 from itemsapi.db.pool import Row
 from itemsapi.db.statements import ListQuery
@@ -93,10 +94,23 @@ class CachedItemRepository:
 
     # --- writes: invalidate even when the write raised (it may have committed) ---------------
 
-    def create(self, values: Mapping[str, Any], deadline: float | None = None) -> Row:
-        row = self._repository.create(values, deadline)
-        self._written((row["id"],))
-        return row
+    # A replay (an Outcome replayed) announces its items again: the process that wrote them may
+    # have died between its commit and its announcement.
+
+    def create(
+        self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None
+    ) -> Row | Outcome:
+        result = self._repository.create(values, deadline, once)
+        self._written(result.response.item_ids if once else (result["id"],))
+        return result
+
+    def create_many(
+        self, rows: list[Values], deadline: float | None = None, once: Once | None = None,
+        minimal: bool = False,
+    ) -> list[Row] | Outcome:  # fmt: skip
+        result = self._repository.create_many(rows, deadline, once, minimal)
+        self._written(result.response.item_ids if once else tuple(row["id"] for row in result))
+        return result
 
     def replace(
         self, item_id: int, values: Values, versions: Versions, deadline: float | None = None
@@ -105,10 +119,11 @@ class CachedItemRepository:
         return self._change(item_id, lambda: write(item_id, values, versions, deadline))
 
     def patch(
-        self, item_id: int, changes: Values, versions: Versions, deadline: float | None = None
-    ) -> Row:
+        self, item_id: int, changes: Values, versions: Versions, deadline: float | None = None,
+        once: Once | None = None,
+    ) -> Row | Outcome:  # fmt: skip
         return self._change(
-            item_id, lambda: self._repository.patch(item_id, changes, versions, deadline)
+            item_id, lambda: self._repository.patch(item_id, changes, versions, deadline, once)
         )
 
     def delete(self, item_id: int, versions: Versions, deadline: float | None = None) -> None:

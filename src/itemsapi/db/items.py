@@ -9,26 +9,31 @@ waiting on the pool (database.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from itemsapi.db import statements
+from itemsapi.db import batch, idempotency, statements
 from itemsapi.db.database import Database
+from itemsapi.db.idempotency import Once, Outcome
 from itemsapi.db.pool import Row, StatementConnection
 from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery, SortKey, text
 from itemsapi.errors import ItemNotFound, PreconditionFailed, SchemaMissing
 
 _SELECT = text(statements.select_statement)
 _INSERT = text(statements.insert_statement)
+_INSERT_MANY = {
+    minimal: text(batch.insert_many_statement, minimal=minimal) for minimal in (False, True)
+}
 _VERSION = text(statements.version_statement)
 _RECENT = text(statements.recent_statement)
 _PING = text(statements.ping_statement)
 _APPLIED = text(statements.applied_versions_statement)
 _NOTIFY = text(statements.notify_statement)
 _ANNOUNCE = text(statements.announce_statement)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,26 @@ class ItemRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    def create(self, values: Mapping[str, Any], deadline: float | None = None) -> Row:
+    def create(
+        self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None
+    ) -> Row | Outcome:
+        """The new row; with `once` (an Idempotency-Key), the Outcome of idempotency.run."""
         params = _with_jsonb(values)
-        return self._db.write(lambda conn: conn.run(_INSERT, params).fetchone(), deadline)
+        return self._write(lambda conn: conn.run(_INSERT, params).fetchone(), deadline, once)
+
+    def create_many(
+        self, rows: Sequence[Mapping[str, Any]], deadline: float | None = None,
+        once: Once | None = None, minimal: bool = False,
+    ) -> list[Row] | Outcome:  # fmt: skip
+        """Insert every row in one statement, all or none; the new rows in the given order (with
+        `minimal`, only their ids and versions)."""
+        params = {"rows": batch.rows_param(rows)}
+        statement = _INSERT_MANY[minimal]
+
+        def run(conn: StatementConnection) -> list[Row]:
+            return sorted(conn.run(statement, params).fetchall(), key=lambda row: row["id"])
+
+        return self._write(run, deadline, once)
 
     def get(self, item_id: int, deadline: float | None = None) -> Row:
         row = self._db.read(lambda conn: conn.run(_SELECT, {"id": item_id}).fetchone(), deadline)
@@ -75,14 +97,14 @@ class ItemRepository:
 
     def patch(
         self, item_id: int, changes: Mapping[str, Any], versions: list[int] | None,
-        deadline: float | None = None,
-    ) -> Row:  # fmt: skip
+        deadline: float | None = None, once: Once | None = None,
+    ) -> Row | Outcome:  # fmt: skip
         # A column outside the allow-list makes update_statement raise.
         statement = text(
             statements.update_statement, tuple(changes), merge_attributes=True,
             check_version=versions is not None,
         )  # fmt: skip
-        return self._change(item_id, statement, changes, versions, deadline)
+        return self._change(item_id, statement, changes, versions, deadline, once)
 
     def delete(
         self, item_id: int, versions: list[int] | None, deadline: float | None = None
@@ -112,8 +134,8 @@ class ItemRepository:
 
     def _change(
         self, item_id: int, statement: str, values: Mapping[str, Any],
-        versions: list[int] | None, deadline: float | None,
-    ) -> Row:  # fmt: skip
+        versions: list[int] | None, deadline: float | None, once: Once | None = None,
+    ) -> Row | Outcome:  # fmt: skip
         params = {**_with_jsonb(values), "id": item_id}
         if versions is not None:
             params["versions"] = versions
@@ -128,7 +150,14 @@ class ItemRepository:
                 raise ItemNotFound(item_id)
             raise PreconditionFailed(item_id, current["version"])
 
-        return self._db.write(run, deadline)
+        return self._write(run, deadline, once)
+
+    def _write(
+        self, work: Callable[[StatementConnection], T], deadline: float | None, once: Once | None
+    ) -> T | Outcome:
+        if once is None:
+            return self._db.write(work, deadline)  # one autocommit statement, as always
+        return self._db.write(lambda conn: idempotency.run(conn, once, work), deadline)
 
 
 def _with_jsonb(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,11 @@ class ListQuery:
     max_price: Decimal | None = None
 
 
+def select_columns() -> sql.Composable:
+    """The columns every statement returns an item as."""
+    return _SELECT_COLUMNS
+
+
 def _where_id(check_version: bool) -> sql.Composable:
     if check_version:
         return sql.SQL("id = %(id)s AND version = ANY(%(versions)s)")

@@ -10,7 +10,7 @@ from werkzeug.routing import BaseConverter
 
 from itemsapi.cache.items import CachedItemRepository
 from itemsapi.db.pool import Row
-from itemsapi.web import pagination
+from itemsapi.web import batch, idempotency, pagination
 from itemsapi.web.bodies import JSON, MERGE_PATCH, json_body
 from itemsapi.web.context import of
 from itemsapi.web.deps import deps
@@ -64,7 +64,18 @@ def _deadline() -> float | None:
 
 @bp.post("/items")
 def create_item() -> Response:
-    item = _items().create(validate_write(json_body(JSON)), _deadline())
+    requested = idempotency.requested()  # before the body is parsed: it fingerprints it raw
+    body = json_body(JSON)
+    if isinstance(body, list):
+        return batch.create(body, requested)
+    values = validate_write(body)
+    if requested is None:
+        return _created(_items().create(values, _deadline()))
+    once = requested.once(_created, lambda item: (item["id"],))
+    return idempotency.respond(_items().create(values, _deadline(), once))
+
+
+def _created(item: Row) -> Response:
     return _item_response(item, 201, Location=url_for(".get_item", item_id=item["id"]))
 
 
@@ -88,8 +99,12 @@ def replace_item(item_id: int) -> Response:
 @bp.patch("/items/<item_id:item_id>")
 def patch_item(item_id: int) -> Response:
     versions = _if_match(item_id)
+    requested = idempotency.requested()
     changes = validate_patch(json_body(MERGE_PATCH, JSON))
-    return _item_response(_items().patch(item_id, changes, versions, _deadline()))
+    if requested is None:
+        return _item_response(_items().patch(item_id, changes, versions, _deadline()))
+    once = requested.once(_item_response, lambda item: (item["id"],))
+    return idempotency.respond(_items().patch(item_id, changes, versions, _deadline(), once))
 
 
 @bp.delete("/items/<item_id:item_id>")

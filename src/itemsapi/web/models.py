@@ -36,6 +36,24 @@ class ImportResult(Body):
     imported: Count
 
 
+class ItemRef(Body):
+    """An item created by a batch, as `Prefer: return=minimal` answers it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1)]
+
+
+class CreatedItems(Body):
+    """201 to a batch: the created items in the request's order (ItemRefs with
+    `Prefer: return=minimal`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Item | ItemRef]
+
+
 class ProblemField(Body):
     field: str | None
     message: str
@@ -131,4 +149,4 @@ class Index(Body):
 
 
 # Published as components under these names; the models they are made of are inlined.
-PUBLISHED = (ItemPage, ImportResult, Problem, ProbeStatus, Health, Index)
+PUBLISHED = (ItemPage, CreatedItems, ImportResult, Problem, ProbeStatus, Health, Index)

@@ -14,6 +14,8 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from itemsapi import __version__
+from itemsapi.config import Settings
+from itemsapi.web.idempotency import KEY_MAX, KEY_PATTERN
 from itemsapi.web.listing import (
     CURSOR_MAX,
     LIMIT_DEFAULT,
@@ -65,6 +67,7 @@ def parameter_schemas() -> dict[str, dict[str, Any]]:
         "cursor": {"type": "string", "maxLength": CURSOR_MAX},
         "min_price": price,
         "max_price": price,
+        "Idempotency-Key": {"type": "string", "maxLength": KEY_MAX, "pattern": KEY_PATTERN},
     }
 
 
@@ -75,7 +78,18 @@ def component_schemas() -> dict[str, Any]:
     definitions = generated["$defs"]
     published = {model.__name__ for model, _ in MODELS}
     parts = {name: definitions.pop(name) for name in set(definitions) - published}
-    return {**_finish(definitions, parts), **attributes_schemas()}
+    return {**_finish(definitions, parts), **attributes_schemas(), "ItemBatch": batch_schema()}
+
+
+def batch_schema() -> dict[str, Any]:
+    """The body of a batch create: the server's default ITEMSAPI_MAX_BATCH is published."""
+    return {
+        "type": "array",
+        "description": "Items to create, all or none (POST /v1/items with a JSON array).",
+        "items": {"$ref": f"{SCHEMA_REF}ItemWrite"},
+        "minItems": 1,
+        "maxItems": Settings.model_fields["max_batch"].default,
+    }
 
 
 def attributes_schemas() -> dict[str, dict[str, Any]]:

@@ -22,6 +22,8 @@ from itemsapi.errors import (
     DatabaseError,
     DatabaseUnavailable,
     Forbidden,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     IdentityProviderUnavailable,
     ItemNotFound,
     ItemsError,
@@ -59,6 +61,9 @@ PROBLEM_TYPES: dict[type[ItemsError], ProblemType] = {
     PreconditionFailed: ProblemType(412, "precondition-failed", "Item has changed"),
     Conflict: ProblemType(409, "conflict", None),
     ConstraintViolation: ProblemType(422, "constraint-violation", "Invalid item"),
+    # Idempotency-Key (web/idempotency.py): its first request still running, or another one.
+    IdempotencyKeyInUse: ProblemType(409, "idempotency-key-in-use", "Request in progress"),
+    IdempotencyKeyReused: ProblemType(422, "idempotency-key-reused", "Idempotency-Key reused"),
     # 503s carry Retry-After: the request may well succeed if the client tries again.
     DatabaseUnavailable: ProblemType(503, "database-unavailable", "Service unavailable"),
     QueryTimeout: ProblemType(503, "database-timeout", "Service unavailable"),
