@@ -104,10 +104,16 @@ class Settings(BaseSettings):
     # half are busy; a body beyond them gets 503 (bodies.py).
     max_body_reads: Annotated[int, Field(ge=1)] = 32
     max_body_reads_per_client: Annotated[int, Field(ge=1)] = 8
+    # A list page holds no more items than fit in this many bytes of JSON (at least one item).
+    max_response_bytes: Annotated[int, Field(ge=64 * 1024)] = 4 * 1024 * 1024
 
     # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
     cache: bool = True
     cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    # Bytes of JSON a worker's cache holds at most (each entry counted at least 1/max_entries of
+    # it), and the largest entry it keeps: larger ones are served, not kept (docs/operations.md).
+    cache_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 64 * 1024 * 1024
+    cache_max_entry_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     cache_ttl: Positive = 300.0
     # Items (the ones changed last) each worker loads into its cache once it is listening, so
     # that a started or restarted worker does not send every read to PostgreSQL; 0: none.

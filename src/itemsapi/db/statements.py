@@ -144,13 +144,20 @@ def list_sql(
             conditions.append(sql.SQL("id {} %(after_id)s").format(op))
         else:
             conditions.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(key, op))
+    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    return statement.format(
+        columns=_SELECT_COLUMNS, where=where, order=list_order(sort, descending)
+    )
+
+
+def list_order(sort: str, descending: bool) -> sql.Composable:
+    """The ORDER BY of a sort: its key, then id, both in its direction."""
     direction = sql.SQL("DESC" if descending else "ASC")
     order = [sql.SQL("id {}").format(direction)]
     if sort != "id":
-        order.insert(0, sql.SQL("{} {}").format(key, direction))
-    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    return statement.format(columns=_SELECT_COLUMNS, where=where, order=sql.SQL(", ").join(order))
+        order.insert(0, sql.SQL("{} {}").format(SORT_KEYS[sort], direction))
+    return sql.SQL(", ").join(order)
 
 
 def list_params(query: ListQuery) -> dict[str, Any]:
