@@ -90,3 +90,47 @@ def test_priming_stops_at_the_cache_bytes_and_skips_items_over_the_entry_cap(cle
         assert cache.item(big, lambda: "loaded") == ("loaded", "miss")
     finally:
         close_app(app)
+
+
+def test_every_writer_keeps_the_attributes_length_and_rows_without_it_are_measured(
+    sized_client, sql
+):
+    def stored(item_id: int) -> tuple[int, int]:
+        return (
+            sql.execute(
+                "SELECT attributes_bytes, octet_length(attributes::text) AS length FROM items"
+                " WHERE id = %s",
+                (item_id,),
+            )
+            .fetchone()
+            .values()
+        )
+
+    created = sized_client.post("/v1/items", json={"name": "a", "attributes": attributes(40_000)})
+    item_id = created.get_json()["id"]
+    sized_client.patch(
+        f"/v1/items/{item_id}", json={"attributes": {"extra": "x" * 30_000}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )  # fmt: skip
+    sql.execute(
+        "UPDATE items SET attributes = attributes || '{\"more\": 1}' WHERE id = %s", (item_id,)
+    )
+    length, actual = stored(item_id)
+    assert length == actual > 60_000
+    # Rows written before the column existed (NULL) are measured when listed instead.
+    sql.execute("ALTER TABLE items DISABLE TRIGGER items_attributes_bytes")
+    try:
+        sql.execute(
+            "INSERT INTO items (name, attributes) SELECT 'legacy', %s FROM generate_series(1, 2)",
+            (orjson.dumps(attributes(40_000)).decode(),),
+        )
+    finally:
+        sql.execute("ALTER TABLE items ENABLE TRIGGER items_attributes_bytes")
+    assert (
+        sql.execute("SELECT count(*) FROM items WHERE attributes_bytes IS NULL").fetchone()["count"]
+        == 2
+    )
+    first = orjson.loads(sized_client.get("/v1/items?q=legacy&limit=100").data)
+    assert len(first["items"]) == 1  # the two pass 64 KiB
+    second = sized_client.get(f"/v1/items?q=legacy&limit=100&cursor={first['next_cursor']}")
+    assert len(orjson.loads(second.data)["items"]) == 1

@@ -69,12 +69,11 @@ class ItemRepository:
         items: list[Row] = []
         size = 0
         for row in rows:
-            running = row.pop("running")
-            if items and (running > self._max_page_bytes or len(items) == query.limit):
+            if not row.pop("kept"):
                 break
+            size = row.pop("running")
             items.append(row)
-            size = running
-        # Anything left over (the extra row, or the first that did not fit) says there is more.
+        # A row not kept (past the limit or the budget) says there is more.
         next_key = statements.sort_key(items[-1], query.sort) if len(items) < len(rows) else None
         return Page(items, next_key, size)
 
