@@ -26,10 +26,11 @@ CLIENTS = 4
 # glibc gives threads up to 8 malloc arenas per core, each keeping what its requests freed:
 # pinned, so that the bound does not depend on the machine (docs/operations.md, "Memory").
 ARENAS = 16
-# Per worker, over its RSS once started: the cache (items and pages counted as JSON, the objects
-# of 1 KB string members cost about 10% more), and in each arena what one request at its peak
-# holds, about four times the largest body (the database's result, the rows, the JSON, the
-# socket's copy). docs/operations.md gives the same formula for the defaults.
+# Per worker, over its RSS once started: the cache (items and pages, 1.1 x its bytes of JSON,
+# and as much again for the objects around the JSON and what the allocator keeps of evicted
+# entries), and in each arena what one request at its peak holds, about four times the largest
+# body (the database's result, the rows, the JSON, the socket's copy). docs/operations.md,
+# "Memory", gives the same formula for the defaults.
 BOUND = 2 * CACHE_BYTES * 1.1 + ARENAS * 4 * max(RESPONSE_BYTES, MIB)
 ATTRIBUTES = (
     "SELECT jsonb_object_agg('k' || k, repeat(md5(i::text || k), 31))"
