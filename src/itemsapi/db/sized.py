@@ -17,7 +17,7 @@ from itemsapi.db import statements
 # id, price, quantity, version, two timestamps, the keys and the quotes: at most about 200
 # bytes of a row's JSON are not in its three text columns.
 ROW_OVERHEAD = 200
-# attributes_bytes is kept by a trigger (sql/migrations/0007); rows from before it are NULL
+# attributes_bytes is kept by a trigger (sql/migrations/0008); rows from before it are NULL
 # until backfilled, and measured here meanwhile, at the cost of turning them into text.
 ROW_SIZE = sql.SQL(
     "(COALESCE(attributes_bytes, octet_length(attributes::text))"

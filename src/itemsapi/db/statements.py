@@ -26,7 +26,7 @@ _SELECT_COLUMNS = sql.SQL(
 )
 
 # The keyset each sort order walks; each has a matching (key, id) index in sql/init.sql.
-# With the stored length of attributes (sql/migrations/0007), for sized.py's budgets.
+# With the stored length of attributes (sql/migrations/0008), for sized.py's budgets.
 _MEASURED_COLUMNS = sql.SQL("{}, attributes_bytes").format(_SELECT_COLUMNS)
 
 SORT_KEYS: dict[str, sql.Composable] = {
