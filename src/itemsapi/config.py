@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from itemsapi.config_messages import describe
+from itemsapi.config_values import describe, lower, none_word, upper
 from itemsapi.database_url import check as check_database_url
 from itemsapi.database_url import with_password
 
@@ -37,20 +37,6 @@ DATABASE_URL = "DATABASE_URL"
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _none_word(value: Any) -> Any:
-    # `none` switches preparing off (PgBouncer in transaction mode and other poolers hand a
-    # client's prepared statements to other clients); an empty variable still means the default.
-    return None if isinstance(value, str) and value.lower() == "none" else value
 
 
 Positive = Annotated[float, Field(gt=0)]
@@ -72,7 +58,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".itemsapi")
     environment: str = "development"
-    log_level: Annotated[str, BeforeValidator(_upper)] = "INFO"
+    log_level: Annotated[str, BeforeValidator(upper)] = "INFO"
 
     # Pool sizing and timeouts (seconds). One pool per server process.
     pool_min_size: Annotated[int, Field(ge=0)] = 2
@@ -84,9 +70,7 @@ class Settings(BaseSettings):
     ready_timeout: Positive = 1.0
     # Executions of a statement before psycopg prepares it on that connection (psycopg's own
     # default); None never prepares, which is what a transaction-mode pooler needs.
-    prepare_threshold: Annotated[
-        Annotated[int, Field(ge=0)] | None, BeforeValidator(_none_word)
-    ] = 5
+    prepare_threshold: Annotated[Annotated[int, Field(ge=0)] | None, BeforeValidator(none_word)] = 5
 
     # Where each session's statement_timeout and TimeZone come from: "startup" sends them in the
     # connection's startup packet; "server" leaves them to the role or database settings
@@ -106,10 +90,16 @@ class Settings(BaseSettings):
     idempotency_ttl: Positive = 86400.0
     idempotency_purge_interval: Positive = 60.0
     require_idempotency_key: bool = False
+    # A list page holds no more items than fit in this many bytes of JSON (at least one item).
+    max_response_bytes: Annotated[int, Field(ge=64 * 1024)] = 4 * 1024 * 1024
 
     # The read cache (cache.py): per worker, kept coherent by the items triggers' notifications.
     cache: bool = True
     cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    # Bytes of JSON a worker's cache holds at most (each entry counted at least 1/max_entries of
+    # it), and the largest entry it keeps: larger ones are served, not kept (docs/operations.md).
+    cache_max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 64 * 1024 * 1024
+    cache_max_entry_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     cache_ttl: Positive = 300.0
     # Items changed last that each worker loads into its cache once listening; 0: none.
     cache_prime: Annotated[int, Field(ge=0)] = 10_000
@@ -134,7 +124,7 @@ class Settings(BaseSettings):
 
     # Access control (docs/operations.md, "Access control"): API keys by default; `jwt` verifies
     # OpenID Connect bearer tokens against the issuer's JWKS; `off` opens everything.
-    auth: Annotated[Literal["keys", "jwt", "off"], BeforeValidator(_lower)] = "keys"
+    auth: Annotated[Literal["keys", "jwt", "off"], BeforeValidator(lower)] = "keys"
     public_reads: bool = False  # anonymous GET/HEAD on items
     public_docs: bool = True  # /docs and /openapi.json without a key (else the read scope)
     public_metrics: bool = True  # /metrics without a key (else the admin scope)

@@ -22,7 +22,7 @@ from itemsapi.auth.enforce import Authenticate, Enforcer
 from itemsapi.auth.keys import KeyStore
 from itemsapi.auth.scopes import Policy
 from itemsapi.cache.announcer import Announcer
-from itemsapi.cache.items import CachedItemRepository
+from itemsapi.cache.items import CachedItemRepository, entry_size
 from itemsapi.cache.listener import Listener
 from itemsapi.cache.notification import CHANNEL
 from itemsapi.cache.ring import WriteRing
@@ -68,7 +68,7 @@ class Services:
         events = ConnectionEvents()
         pool = create_pool(settings, events)
         database = Database(pool, events)
-        items = ItemRepository(database)
+        items = ItemRepository(database, settings.max_response_bytes)
         listener = None
         if settings.needs_listener:
             listener = Listener(settings.listen_database_url or settings.database_url or "")
@@ -77,9 +77,18 @@ class Services:
         cached_items = CachedItemRepository(items, None, ring, announcer)
         if settings.cache and listener is not None:
             cache = ReadCache(
-                settings.cache_max_entries, settings.cache_ttl, metrics.CACHE_EVICTIONS.inc
+                settings.cache_max_entries,
+                settings.cache_ttl,
+                metrics.CACHE_EVICTIONS.inc,
+                sizeof=entry_size,
+                max_bytes=settings.cache_max_bytes,
+                max_entry_bytes=settings.cache_max_entry_bytes,
             )
-            prime = min(settings.cache_prime, settings.cache_max_entries)
+            prime = (
+                min(settings.cache_prime, settings.cache_max_entries),
+                settings.cache_max_bytes,
+                settings.cache_max_entry_bytes,
+            )
             cached_items = CachedItemRepository(items, cache, ring, announcer, prime)
             listener.subscribe(CHANNEL, cached_items.on_notification)
             listener.on_state_change(cached_items.on_listening)

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "src" / "itemsapi"
 LAYERS = [
     {
         "config",
-        "config_messages",
+        "config_values",
         "database_url",
         "errors",
         "jsonlog",

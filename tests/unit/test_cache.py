@@ -148,6 +148,58 @@ def test_memory_stays_bounded_with_far_more_ids_than_entries():
     assert after < filled * 1.2
 
 
+def sized_cache(max_entries: int, max_bytes: int, max_entry_bytes: int = 0) -> ReadCache:
+    """A cache of byte strings whose size is their length."""
+    cache = ReadCache(
+        max_entries, 60, sizeof=len, max_bytes=max_bytes, max_entry_bytes=max_entry_bytes
+    )
+    cache.set_usable(True)
+    return cache
+
+
+def test_with_sizes_the_bound_is_in_bytes_least_recently_used_first():
+    cache = sized_cache(max_entries=1000, max_bytes=10_000)
+    for key in range(10):
+        cache.item(key, lambda: b"x" * 3000)
+    assert len(cache) == 3  # 9,000 bytes; a fourth would pass 10,000
+    assert [cache.item(key, lambda: b"")[1] for key in (9, 8, 7)] == [HIT] * 3
+    assert cache.item(6, lambda: b"")[1] == MISS
+
+
+def test_each_entry_counts_at_least_its_share_so_the_entry_bound_holds_too():
+    cache = sized_cache(max_entries=4, max_bytes=10_000)
+    for key in range(10):
+        cache.item(key, lambda: b"x")
+    assert len(cache) == 4
+
+
+def test_an_entry_over_the_per_entry_cap_is_served_but_not_kept():
+    cache = sized_cache(max_entries=100, max_bytes=100_000, max_entry_bytes=5000)
+    cache.item(1, lambda: b"small")
+    assert cache.item(2, lambda: b"x" * 5001) == (b"x" * 5001, MISS)
+    assert cache.item(2, lambda: b"y" * 5001)[1] == MISS
+    assert cache.item(1, lambda: b"")[1] == HIT  # and it pushed nothing out
+    assert len(cache) == 1
+
+
+def test_a_list_page_counts_its_full_size_against_a_tenth_of_the_bytes():
+    cache = sized_cache(max_entries=100, max_bytes=100_000, max_entry_bytes=50_000)
+    assert cache.page("big", lambda: b"x" * 10_001)[1] == MISS
+    assert cache.page("big", lambda: b"")[1] == MISS  # over the pages' 10,000 bytes
+    cache.page("a", lambda: b"x" * 6000)
+    cache.page("b", lambda: b"x" * 6000)
+    assert cache.page("b", lambda: b"")[1] == HIT
+    assert cache.page("a", lambda: b"")[1] == MISS  # pushed out: both would pass 10,000
+
+
+def test_priming_stops_at_the_byte_bound_and_skips_entries_over_the_cap():
+    cache = sized_cache(max_entries=100, max_bytes=10_000, max_entry_bytes=4000)
+    sizes = {1: 3000, 2: 4001, 3: 3000, 4: 3000, 5: 3000, 6: 1}
+    assert cache.prime(lambda: [(key, b"x" * size) for key, size in sizes.items()]) == 3
+    assert [cache.item(key, lambda: b"")[1] for key in (1, 3, 4)] == [HIT] * 3
+    assert [cache.item(key, lambda: b"")[1] for key in (2, 5, 6)] == [MISS] * 3
+
+
 # --- the write ring ---------------------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
+import orjson
+
 from itemsapi import metrics
 from itemsapi.cache.announcer import Announcer
 from itemsapi.cache.notification import CHANNEL, CLEAR, Notification
@@ -38,6 +40,14 @@ Values = Mapping[str, Any]
 Versions = list[int] | None  # what If-Match accepts; None: no precondition
 
 
+def entry_size(value: Row | Page) -> int:
+    """An entry's size in bytes: the length of an item's JSON as a response carries it (one
+    orjson pass, on a miss only), a page's as the database measured its rows (db/sized.py)."""
+    if isinstance(value, Page):
+        return value.size
+    return len(orjson.dumps(value, option=orjson.OPT_UTC_Z))
+
+
 class CachedItemRepository:
     def __init__(
         self,
@@ -45,10 +55,11 @@ class CachedItemRepository:
         cache: ReadCache | None,
         ring: WriteRing,
         announcer: Announcer,
-        prime_count: int = 0,
+        prime: tuple[int, int, int] = (0, 0, 0),
     ) -> None:
+        """`prime`: at most how many items, how many bytes, and bytes per item to prime with."""
         self._repository = repository
-        self._prime_count = prime_count
+        self._prime_count, self._prime_bytes, self._prime_entry_bytes = prime
         self._entries_counted = 0.0
         self._cache = cache
         self._ring = ring
@@ -188,12 +199,13 @@ class CachedItemRepository:
             threading.Thread(target=self.prime, name="itemsapi-cache-prime", daemon=True).start()
 
     def prime(self) -> int:
-        """Fill the empty cache with the items changed last (settings.cache_prime of them); a
-        failure only leaves the cache to fill as reads come."""
+        """Fill the empty cache with the items changed last (settings.cache_prime of them, no
+        more bytes than the cache holds, none it would refuse); a failure only leaves the cache
+        to fill as reads come."""
+        recent = self._repository.recent
+        limits = (self._prime_count, self._prime_bytes, self._prime_entry_bytes)
         try:
-            stored = self._cache.prime(
-                lambda: ((row["id"], row) for row in self._repository.recent(self._prime_count))
-            )
+            stored = self._cache.prime(lambda: ((row["id"], row) for row in recent(*limits)))
         except ItemsError as exc:
             log.warning("could not prime the read cache", extra={"error": str(exc)})
             return 0

@@ -12,10 +12,15 @@ Coherence rests on three rules (docs/operations.md, "Read cache"):
 
 Two regions: single items, invalidated by key, and list pages, which any change can alter and so
 are flushed whole on every invalidation (replacing the map: O(1), however many pages it holds).
+
+Bounded in entries, and, given `sizeof`, in bytes: cachetools' own `getsizeof` charges each entry
+max(its size, max_bytes / max_entries), so neither bound can be passed, and an entry larger than
+`max_entry_bytes` is returned but not kept. Sizes are measured before taking the lock.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -27,14 +32,19 @@ T = TypeVar("T")
 
 HIT, MISS, BYPASS = "hit", "miss", "bypass"
 STRIPES = 1024  # generations of item keys: collisions only cost an occasional unstored load
-LIST_SHARE = 10  # list pages may hold at most 1/LIST_SHARE of max_entries (at least one)
+LIST_SHARE = 10  # list pages may hold at most 1/LIST_SHARE of the bounds (at least one entry)
+
+
+def _charge(entry: tuple[Any, int]) -> int:
+    return entry[1]
 
 
 class _Entries(TTLCache):
-    """TTLCache telling someone about each entry evicted for room (not about expired ones)."""
+    """TTLCache of (value, charge) pairs, bounded by the sum of the charges, telling someone
+    about each entry evicted for room (not about expired ones)."""
 
     def __init__(self, maxsize: int, ttl: float, on_evict: Callable[[], None]) -> None:
-        super().__init__(maxsize, ttl)
+        super().__init__(maxsize, ttl, getsizeof=_charge)
         self._on_evict = on_evict
 
     def popitem(self) -> tuple[Any, Any]:
@@ -57,12 +67,26 @@ class _Flight:
 
 class ReadCache:
     def __init__(
-        self, max_entries: int, ttl: float, on_evict: Callable[[], None] = lambda: None
+        self,
+        max_entries: int,
+        ttl: float,
+        on_evict: Callable[[], None] = lambda: None,
+        *,
+        sizeof: Callable[[Any], int] | None = None,
+        max_bytes: int = 0,
+        max_entry_bytes: int = 0,
     ) -> None:
         self._ttl = ttl
         self._on_evict = on_evict
-        self._list_max = max(1, max_entries // LIST_SHARE)
-        self._items = _Entries(max_entries, ttl, on_evict)
+        self._sizeof = sizeof
+        # Without sizeof every entry costs 1 and the bound is max_entries; with it, each costs
+        # at least `unit` bytes, so max_bytes also keeps the count within max_entries.
+        self._unit = math.ceil(max_bytes / max_entries) if sizeof else 1
+        self._item_max = max_bytes if sizeof else max_entries
+        self._list_max = max(self._unit, self._item_max // LIST_SHARE)
+        cap = max_entry_bytes or self._item_max
+        self._entry_max = (min(cap, self._item_max), min(cap, self._list_max))
+        self._items = _Entries(self._item_max, ttl, on_evict)
         self._lists = _Entries(self._list_max, ttl, on_evict)
         self._lock = threading.Lock()
         self._usable = False
@@ -91,7 +115,7 @@ class ReadCache:
                 leader, flight = None, None
             else:
                 try:
-                    return self._region(is_list)[key], HIT
+                    return self._region(is_list)[key][0], HIT
                 except KeyError:
                     pass
                 token = self._token(is_list, key)
@@ -115,9 +139,10 @@ class ReadCache:
             flight.error = exc
             raise
         else:
+            charge = self._charge(is_list, flight.value)
             with self._lock:
-                if self._usable and self._token(is_list, key) == flight.token:
-                    self._region(is_list)[key] = flight.value
+                if charge and self._usable and self._token(is_list, key) == flight.token:
+                    self._region(is_list)[key] = (flight.value, charge)
             return flight.value, MISS
         finally:
             with self._lock:
@@ -129,25 +154,34 @@ class ReadCache:
         """Store the items `load()` returns (key, value pairs), under the rule every load obeys:
         the generations are noted before it reads, and an item whose stripe (or the epoch)
         moved meanwhile is not kept. Never evicts: only free room is filled, and entries already
-        there stay. Returns how many were stored."""
+        there stay; an item over the per-entry cap is skipped. Returns how many were stored."""
         with self._lock:
             if not self._usable:
                 return 0
             epoch, stripes = self._epoch, list(self._stripes)
-        loaded = list(load())
+        loaded = [(key, value, self._charge(False, value)) for key, value in load()]
         stored = 0
         with self._lock:
             if not self._usable or self._epoch != epoch:
                 return 0
             items = self._items
-            for key, value in loaded:
+            for key, value, charge in loaded:
                 stripe = hash(key) % STRIPES
-                if len(items) >= items.maxsize:
+                if not charge:
+                    continue
+                if items.currsize + charge > items.maxsize:
                     break
                 if self._stripes[stripe] == stripes[stripe] and key not in items:
-                    items[key] = value
+                    items[key] = (value, charge)
                     stored += 1
         return stored
+
+    def _charge(self, is_list: bool, value: Any) -> int:
+        """What keeping `value` costs against the bound; 0: too large to keep."""
+        if self._sizeof is None:
+            return 1
+        size = self._sizeof(value)
+        return max(size, self._unit) if size <= self._entry_max[is_list] else 0
 
     def _token(self, is_list: bool, key: Hashable) -> tuple[int, int]:
         if is_list:
@@ -177,7 +211,7 @@ class ReadCache:
     def _flush(self) -> int:
         dropped = len(self._items) + len(self._lists)
         self._epoch += 1
-        self._items = _Entries(self._items.maxsize, self._ttl, self._on_evict)
+        self._items = _Entries(self._item_max, self._ttl, self._on_evict)
         self._lists = _Entries(self._list_max, self._ttl, self._on_evict)
         return dropped
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from itemsapi.db import batch, idempotency, statements
+from itemsapi.db import batch, idempotency, sized, statements
 from itemsapi.db.database import Database
 from itemsapi.db.idempotency import Once, Outcome
 from itemsapi.db.pool import Row, StatementConnection
@@ -28,7 +28,7 @@ _INSERT_MANY = {
     minimal: text(batch.insert_many_statement, minimal=minimal) for minimal in (False, True)
 }
 _VERSION = text(statements.version_statement)
-_RECENT = text(statements.recent_statement)
+_RECENT = text(sized.recent_statement)
 _PING = text(statements.ping_statement)
 _APPLIED = text(statements.applied_versions_statement)
 _NOTIFY = text(statements.notify_statement)
@@ -40,11 +40,14 @@ T = TypeVar("T")
 class Page:
     items: list[Row]
     next_key: SortKey | None
+    size: int = 0  # bytes the items take as JSON, as sized.py measures them
 
 
 class ItemRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, max_page_bytes: int = 4 * 1024 * 1024) -> None:
+        """`max_page_bytes`: a list page holds no more items than fit in it (always one)."""
         self._db = database
+        self._max_page_bytes = max_page_bytes
 
     def create(
         self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None
@@ -73,18 +76,28 @@ class ItemRepository:
             raise ItemNotFound(item_id)
         return row
 
-    def recent(self, limit: int) -> list[Row]:
-        """The `limit` items changed last, newest first."""
-        return self._db.read(lambda conn: conn.run(_RECENT, {"limit": limit}).fetchall())
+    def recent(self, limit: int, budget: int, entry_cap: int) -> list[Row]:
+        """Of the `limit` items changed last, newest first, those of at most `entry_cap` bytes,
+        until they add up to `budget` bytes (sized.py)."""
+        params = {"limit": limit, "budget": budget, "entry_cap": entry_cap}
+        return self._db.read(lambda conn: conn.run(_RECENT, params).fetchall())
 
     def list(self, query: ListQuery, deadline: float | None = None) -> Page:
-        statement = text(statements.list_sql, *statements.list_shape(query))
+        """Up to `query.limit` items, cut earlier where they would pass max_page_bytes."""
+        statement = text(sized.list_sql, *statements.list_shape(query))
         params = statements.list_params(query)
+        params["budget"] = self._max_page_bytes
         rows = self._db.read(lambda conn: conn.run(statement, params).fetchall(), deadline)
-        if len(rows) <= query.limit:
-            return Page(rows, None)
-        rows = rows[: query.limit]
-        return Page(rows, statements.sort_key(rows[-1], query.sort))
+        items: list[Row] = []
+        size = 0
+        for row in rows:
+            if not row.pop("kept"):
+                break
+            size = row.pop("running")
+            items.append(row)
+        # A row not kept (past the limit or the budget) says there is more.
+        next_key = statements.sort_key(items[-1], query.sort) if len(items) < len(rows) else None
+        return Page(items, next_key, size)
 
     def replace(
         self, item_id: int, values: Mapping[str, Any], versions: list[int] | None,

@@ -26,6 +26,9 @@ _SELECT_COLUMNS = sql.SQL(
 )
 
 # The keyset each sort order walks; each has a matching (key, id) index in sql/init.sql.
+# With the stored length of attributes (sql/migrations/0008), for sized.py's budgets.
+_MEASURED_COLUMNS = sql.SQL("{}, attributes_bytes").format(_SELECT_COLUMNS)
+
 SORT_KEYS: dict[str, sql.Composable] = {
     "id": sql.SQL("id"),
     "name": sql.SQL("name"),
@@ -65,11 +68,12 @@ def select_statement(*, check_version: bool = False) -> sql.Composed:
     )
 
 
-def recent_statement() -> sql.Composed:
-    """The items changed last (items_updated_at_id_idx, read backwards): what primes a cache."""
+def recent_statement(*, measured: bool = False) -> sql.Composed:
+    """The items changed last (items_updated_at_id_idx, read backwards): what primes a cache.
+    `measured` adds attributes_bytes."""
     return sql.SQL(
         "SELECT {columns} FROM items ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
-    ).format(columns=_SELECT_COLUMNS)
+    ).format(columns=_MEASURED_COLUMNS if measured else _SELECT_COLUMNS)
 
 
 def version_statement() -> sql.Composed:
@@ -133,8 +137,10 @@ def list_shape(query: ListQuery) -> tuple[str, bool, bool, bool, bool, bool]:
 
 
 def list_sql(
-    sort: str, descending: bool, q: bool, min_price: bool, max_price: bool, after: bool
-) -> sql.Composed:
+    sort: str, descending: bool, q: bool, min_price: bool, max_price: bool, after: bool,
+    *, measured: bool = False,
+) -> sql.Composed:  # fmt: skip
+    """`measured` adds attributes_bytes."""
     key = SORT_KEYS[sort]
     conditions: list[sql.Composable] = []
     if q:
@@ -149,13 +155,22 @@ def list_sql(
             conditions.append(sql.SQL("id {} %(after_id)s").format(op))
         else:
             conditions.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(key, op))
+    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
+    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+    return statement.format(
+        columns=_MEASURED_COLUMNS if measured else _SELECT_COLUMNS,
+        where=where,
+        order=list_order(sort, descending),
+    )
+
+
+def list_order(sort: str, descending: bool) -> sql.Composable:
+    """The ORDER BY of a sort: its key, then id, both in its direction."""
     direction = sql.SQL("DESC" if descending else "ASC")
     order = [sql.SQL("id {}").format(direction)]
     if sort != "id":
-        order.insert(0, sql.SQL("{} {}").format(key, direction))
-    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    return statement.format(columns=_SELECT_COLUMNS, where=where, order=sql.SQL(", ").join(order))
+        order.insert(0, sql.SQL("{} {}").format(SORT_KEYS[sort], direction))
+    return sql.SQL(", ").join(order)
 
 
 def list_params(query: ListQuery) -> dict[str, Any]:

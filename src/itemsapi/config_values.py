@@ -1,10 +1,26 @@
-"""How a bad setting is told: one short line per bad variable, named as the operator set it,
-instead of pydantic's own wording (config.py joins them into one error)."""
+"""The small parts config.py's Settings is made of: how a variable's text is taken before it is
+validated, and how a bad one is told (one short line per bad variable, named as the operator
+set it, instead of pydantic's own wording; config.py joins them into one error)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+
+def upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def none_word(value: Any) -> Any:
+    # `none` switches preparing off (PgBouncer in transaction mode and other poolers hand a
+    # client's prepared statements to other clients); an empty variable still means the default.
+    return None if isinstance(value, str) and value.lower() == "none" else value
+
 
 _NOT_A = {"int_parsing": "integer", "float_parsing": "number", "int_from_float": "integer"}
 _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
