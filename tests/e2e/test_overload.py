@@ -157,6 +157,24 @@ def others_meanwhile(server, port: int) -> tuple[dict, dict, list[Answer], list[
     return probes, memory, answers, writes
 
 
+def slow_bodies_meanwhile(server, token: str | None) -> tuple[dict, dict, dict, list[int]]:
+    """200 stalled bodies from 127.0.0.1 while others read and write: the probes, the memory,
+    the others' figures, and what each stalled connection has been answered (0: nothing)."""
+    port = port_of(server)
+    slow = stall_bodies(port, 200, token)
+    try:
+        probes, memory, answers, writes = others_meanwhile(server, port)
+        slow_statuses = [_status_of(sock) for sock in slow]
+    finally:
+        for sock in slow:
+            sock.close()
+    figures = check_shed(answers)
+    figures["writes_201"] = sum(1 for a in writes if a.status == 201)
+    check_probes(probes, ready_may_fail=False)
+    check_others_served(figures, writes)
+    return probes, memory, figures, slow_statuses
+
+
 def check_others_served(figures: dict, writes: list[Answer]) -> None:
     assert figures["200"] == figures["requests"]  # the other clients: all served, at once
     assert figures["p99_200_s"] < 0.5
@@ -166,23 +184,13 @@ def check_others_served(figures: dict, writes: list[Answer]) -> None:
 
 def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(server):
     # The client holds a valid write key: what remains once credentials come before bodies.
-    port = port_of(server)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert max(soft, hard) >= 1200, "not enough file descriptors for the test"
-    slow = stall_bodies(port, 200, TOKENS[f"http://127.0.0.1:{port}"]())
-    try:
-        probes, memory, answers, writes = others_meanwhile(server, port)
-        slow_statuses = [_status_of(sock) for sock in slow]
-    finally:
-        for sock in slow:
-            sock.close()
-    figures = check_shed(answers)
-    figures["writes_201"] = sum(1 for a in writes if a.status == 201)
+    token = TOKENS[f"http://127.0.0.1:{port_of(server)}"]()
+    probes, memory, figures, slow_statuses = slow_bodies_meanwhile(server, token)
     figures["slow_503"] = slow_statuses.count(503)
     figures["slow_still_reading"] = slow_statuses.count(0)
     report("200 slow bodies", probes, memory, figures)
-    check_probes(probes, ready_may_fail=False)
-    check_others_served(figures, writes)
     # A slow body holds one of its worker's body readers until the client sends or leaves, and
     # one client may hold half of them at most; every body beyond was refused at once, unread.
     assert set(slow_statuses) <= {0, 503}, sorted(set(slow_statuses))
@@ -191,20 +199,9 @@ def test_two_hundred_slow_bodies_leave_the_probes_and_other_clients_served(serve
 
 
 def test_anonymous_slow_bodies_are_refused_from_their_headers_and_hold_nothing(server):
-    port = port_of(server)
-    slow = stall_bodies(port, 200, None)
-    try:
-        probes, memory, answers, writes = others_meanwhile(server, port)
-        slow_statuses = [_status_of(sock) for sock in slow]
-    finally:
-        for sock in slow:
-            sock.close()
-    figures = check_shed(answers)
-    figures["writes_201"] = sum(1 for a in writes if a.status == 201)
+    probes, memory, figures, slow_statuses = slow_bodies_meanwhile(server, None)
     figures["slow_401"] = slow_statuses.count(401)
     report("200 anonymous slow bodies", probes, memory, figures)
-    check_probes(probes, ready_may_fail=False)
-    check_others_served(figures, writes)
     assert slow_statuses == [401] * 200  # answered from the headers; no reader ever taken
 
 

@@ -9,7 +9,6 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask, request
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from itemsapi.app import close_app, create_app
 from itemsapi.web.context import of
 
 ISSUER = "https://issuer.test/realms/main"
@@ -118,25 +116,6 @@ def raw_signed(header_text: str, payload_text: str) -> str:
 def test_a_token_signed_from_its_json_text_passes(jwt_app):
     # The control of the duplicated-member cases: the same construction without a duplicate.
     assert get(jwt_app, raw_signed(HEADER_TEXT, PAYLOAD_TEXT)).status_code == 200
-
-
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    issuer = Issuer()
-    yield issuer
-    issuer.release.set()
-    issuer.server.shutdown()
-    issuer.server.server_close()
-
-
-@pytest.fixture
-def jwt_app(clean_db: str, issuer: Issuer) -> Iterator[Flask]:
-    app = create_app({
-        "database_url": clean_db, "auth": "jwt", "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE,
-        "jwt_jwks_url": issuer.url, "jwt_jwks_refresh_seconds": REFRESH_SECONDS,
-    })  # fmt: skip
-    yield app
-    close_app(app)
 
 
 def get(app: Flask, token: str, path: str = "/v1/items"):

@@ -8,11 +8,7 @@ from __future__ import annotations
 import time
 
 from tests.helpers import wait_until
-from tests.integration import test_jwt_provider_outage as outage
 from tests.integration.test_auth_jwt import REFRESH_SECONDS, get, sign
-
-# The JWT app and its issuer, as the outage tests have them.
-issuer, jwt_app = outage.issuer, outage.jwt_app
 
 
 def provider(response) -> dict:

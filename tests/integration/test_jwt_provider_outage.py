@@ -5,48 +5,23 @@ intervals, and through the app for the HTTP answers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from flask import Flask
 from prometheus_client import REGISTRY
 
-from itemsapi.app import close_app, create_app
 from itemsapi.auth.jwks import Jwks
 from itemsapi.errors import IdentityProviderUnavailable, Unauthorized
 from tests.helpers import wait_until
 from tests.integration.test_auth_jwt import (
-    AUDIENCE,
     EC_KEY,
-    ISSUER,
     REFRESH_SECONDS,
-    Issuer,
     get,
     public_jwk,
     sign,
 )
 
 FORGED = 200  # the probe's count of anonymous requests with forged key ids
-
-
-@pytest.fixture
-def issuer() -> Iterator[Issuer]:
-    issuer = Issuer()
-    yield issuer
-    issuer.release.set()
-    issuer.server.shutdown()
-    issuer.server.server_close()
-
-
-@pytest.fixture
-def jwt_app(clean_db: str, issuer: Issuer) -> Iterator[Flask]:
-    app = create_app({
-        "database_url": clean_db, "auth": "jwt", "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE,
-        "jwt_jwks_url": issuer.url, "jwt_jwks_refresh_seconds": REFRESH_SECONDS,
-    })  # fmt: skip
-    yield app
-    close_app(app)
 
 
 def outcome(jwks: Jwks, kid: str) -> type | str:
