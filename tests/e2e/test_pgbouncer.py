@@ -21,7 +21,9 @@ from tests.helpers import Cluster, TableLock, etag_of, free_port, http, item_pay
 
 pytestmark = pytest.mark.slow
 
-POOLER_POOL_SIZE = 10
+# Two workers' pools of 4, and each worker's 2 export and 1 import slots (their connections
+# go through the pooler too): 2 x (4 + 3).
+POOLER_POOL_SIZE = 14
 # What the API needs behind a transaction-mode pooler (docs/operations.md, Running at scale).
 BEHIND_POOLER = {
     "ITEMSAPI_PREPARE_THRESHOLD": "none",
@@ -162,7 +164,7 @@ def test_the_start_check_reads_the_role_settings_and_the_pooler_budget(pgbouncer
     with caplog.at_level(logging.INFO, logger="itemsapi.serve.checks"):
         checks.check_database(settings, settings.database_url)
     messages = {r.getMessage(): r for r in caplog.records}
-    assert any("pooler's server pool" in m for m in messages), messages  # 3 x 4 > 10
+    assert any("pooler's server pool" in m for m in messages), messages  # 3 x (4 + 3) > 14
     mismatch = next(r for m, r in messages.items() if "session settings differ" in m)
     assert mismatch.found == {"statement_timeout_ms": STATEMENT_TIMEOUT_MS, "timezone": "UTC"}
 
