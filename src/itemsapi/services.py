@@ -74,7 +74,7 @@ class Services:
             listener = Listener(settings.listen_database_url or settings.database_url or "")
         ring = WriteRing.from_env()
         announcer = Announcer(items.announce, ring.origin)
-        cached_items = CachedItemRepository(items, None, ring, announcer)
+        cache, prime = None, (0, 0, 0)
         if settings.cache and listener is not None:
             cache = ReadCache(
                 settings.cache_max_entries,
@@ -89,7 +89,8 @@ class Services:
                 settings.cache_max_bytes,
                 settings.cache_max_entry_bytes,
             )
-            cached_items = CachedItemRepository(items, cache, ring, announcer, prime)
+        cached_items = CachedItemRepository(items, cache, ring, announcer, prime)
+        if cache is not None and listener is not None:
             listener.subscribe(CHANNEL, cached_items.on_notification)
             listener.on_state_change(cached_items.on_listening)
         identity_provider = None
