@@ -56,6 +56,12 @@ def connection_options(settings: Settings) -> dict[str, object]:
     return options
 
 
+def use_orjson(conn: psycopg.Connection) -> None:
+    """jsonb in and out through orjson, as every response is encoded."""
+    set_json_dumps(orjson.dumps, conn)
+    set_json_loads(orjson.loads, conn)
+
+
 class ConnectionEvents:
     """What the pool last managed: to connect (each new connection is configured) or not (it
     gave a reconnection up). Read by the readiness check, to answer at once while the server
@@ -66,8 +72,7 @@ class ConnectionEvents:
         self.failing = False
 
     def configure(self, conn: psycopg.Connection) -> None:
-        set_json_dumps(orjson.dumps, conn)
-        set_json_loads(orjson.loads, conn)
+        use_orjson(conn)
         self.connected_once, self.failing = True, False
 
     def reconnect_failed(self, _pool: ConnectionPool) -> None:

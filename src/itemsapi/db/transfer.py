@@ -29,7 +29,7 @@ from psycopg_pool import NullConnectionPool
 from itemsapi.config import Settings
 from itemsapi.db import statements
 from itemsapi.db.database import Database
-from itemsapi.db.pool import ConnectionEvents, StatementConnection, connection_options
+from itemsapi.db.pool import StatementConnection, connection_options, use_orjson
 from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery
 from itemsapi.errors import ItemsError, QueryTimeout
 
@@ -193,7 +193,7 @@ def transfer_pool(settings: Settings, database_url: str, size: int) -> NullConne
         timeout=settings.pool_timeout,
         connection_class=StatementConnection,
         kwargs=connection_options(settings),
-        configure=ConnectionEvents().configure,  # orjson for jsonb, as the pool's connections
+        configure=use_orjson,  # as the pool's connections
         name="itemsapi-transfers",
         open=False,
     )
