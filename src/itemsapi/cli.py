@@ -182,9 +182,7 @@ def keys_revoke(key_id: str) -> None:
 
 
 def _with_keys(work: Callable[[KeyRepository], T]) -> T:
-    settings = _settings()
-    jsonlog.configure(settings.log_level, sys.stderr)
-    url = _database_url(settings)
+    settings, url = _configured(apply_schema=True)
     try:
         with direct(url, connection_options(settings)) as database:
             return work(KeyRepository(database))
@@ -200,10 +198,15 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else "-"
 
 
-def _setup(*, apply_schema: bool) -> str:
+def _configured(*, apply_schema: bool) -> tuple[Settings, str]:
+    """A command's settings, its log on stderr, and the database it works on."""
     settings = _settings()
     jsonlog.configure(settings.log_level, sys.stderr)
-    return _database_url(settings, apply_schema=apply_schema)
+    return settings, _database_url(settings, apply_schema=apply_schema)
+
+
+def _setup(*, apply_schema: bool) -> str:
+    return _configured(apply_schema=apply_schema)[1]
 
 
 def _retrying(work: Callable[[], T], wait: float, failed: str = "schema not applied") -> T:
@@ -225,7 +228,7 @@ def _retrying(work: Callable[[], T], wait: float, failed: str = "schema not appl
             raise click.ClickException(f"{failed}: {str(exc).strip()}") from None
 
 
-transfer_cli.register(main, lambda: _setup(apply_schema=True))
+transfer_cli.register(main, lambda: _configured(apply_schema=True))
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

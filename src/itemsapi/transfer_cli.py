@@ -18,7 +18,7 @@ from typing import BinaryIO
 import click
 from werkzeug.datastructures import MultiDict
 
-from itemsapi.config import ConfigError, Settings
+from itemsapi.config import Settings
 from itemsapi.db.database import Database
 from itemsapi.db.transfer import CHUNK_BYTES, FORMATS, NDJSON, ExportEnd, Transfers, transfer_pool
 from itemsapi.errors import ImportInvalid, ItemsError
@@ -28,8 +28,9 @@ from itemsapi.web.listing import parse_list_query
 ANNOUNCED_AS = "itemsapi-import"  # the origin of the announcement: no server's, so all flush
 
 
-def register(main: click.Group, database_url: Callable[[], str]) -> None:
-    """Add the commands to `main`; `database_url()` sets up logging and finds the database."""
+def register(main: click.Group, configured: Callable[[], tuple[Settings, str]]) -> None:
+    """Add the commands to `main`; `configured()` reads the settings, sets up logging and finds
+    the database."""
 
     @main.command("export")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default=NDJSON, show_default=True)
@@ -51,7 +52,7 @@ def register(main: click.Group, database_url: Callable[[], str]) -> None:
         except ItemsError as exc:
             raise click.UsageError(str(exc)) from None
         end = ExportEnd()
-        with _transfers(database_url()) as transfers:
+        with _transfers(*configured()) as transfers:
             chunks = _progress(transfers.export(query, fmt, end), lambda _: f"{end.rows} rows")
             for chunk in chunks:
                 output.write(chunk)
@@ -67,7 +68,7 @@ def register(main: click.Group, database_url: Callable[[], str]) -> None:
         """Add the items of an NDJSON file (or stdin), one per line as POST /v1/items takes
         it: all of them, or, if any line is bad, none (each bad line is listed, at most 100)."""
         size = _size(source)
-        with _transfers(database_url()) as transfers:
+        with _transfers(*configured()) as transfers:
             chunks = iter(lambda: source.read(CHUNK_BYTES), b"")
             if size is not None and sys.stderr.isatty():
                 chunks = _bytes_progress(chunks, size)
@@ -85,12 +86,8 @@ def register(main: click.Group, database_url: Callable[[], str]) -> None:
 class _transfers:
     """Transfers on one connection of their own, without a time limit."""
 
-    def __init__(self, url: str) -> None:
-        try:
-            self._settings = Settings.from_env().replace(database_url=url)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-        self._pool = transfer_pool(self._settings, url, 1)
+    def __init__(self, settings: Settings, url: str) -> None:
+        self._pool = transfer_pool(settings, url, 1)
 
     def __enter__(self) -> Transfers:
         self._pool.open()
