@@ -32,6 +32,7 @@ beyond the run slots cost little.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -88,11 +89,21 @@ class TransferSlots:
         return release
 
 
+def _tokens(count: int) -> queue.SimpleQueue[bool]:
+    """`count` slots as tokens in a queue: taken with get, given back with put. The queue is
+    written in C, so an uncontended take and give-back cost a call each, where a Semaphore's
+    run a dozen lines of Python under its Condition; every item request does both twice."""
+    tokens: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    for _ in range(count):
+        tokens.put(True)
+    return tokens
+
+
 class Admission:
     def __init__(self, settings: Settings, enforcer: Enforcer) -> None:
         self._enforcer = enforcer
-        self._running = threading.Semaphore(settings.blocking_threads)
-        self._queue_places = threading.Semaphore(settings.max_queued)
+        self._running = _tokens(settings.blocking_threads)
+        self._queue_places = _tokens(settings.max_queued)
         self._wait = settings.pool_timeout
         self._bodies = BodyReader(
             settings.max_body_bytes, settings.max_body_reads, settings.max_body_reads_per_client
@@ -117,20 +128,24 @@ class Admission:
         app.wsgi_app = releasing  # type: ignore[method-assign]
 
     def admit(self) -> None:
-        if request.routing_exception is not None:
+        # The request itself, not its proxy: each attribute read through `flask.request` looks
+        # the request up again, and this runs before every request.
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        if current.routing_exception is not None:
             return  # answered 404/405 without reading or authenticating anything
-        environ = request.environ
+        environ = current.environ
+        endpoint = current.endpoint
         context = of(environ)
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
-            context.principal = self._check_credentials(environ)
+            context.principal = self._check_credentials(endpoint, environ)
             return
-        transfer = self._transfers.get(request.endpoint or "")
+        transfer = self._transfers.get(endpoint or "")
         if transfer is not None:
             context.release = transfer.take()
-            context.principal = self._check_credentials(environ)
+            context.principal = self._check_credentials(endpoint, environ)
             return
         self._take_slot(context)
-        context.principal = self._check_credentials(environ)
+        context.principal = self._check_credentials(endpoint, environ)
         if declares_body(environ):
             self._give_back_slot(context)
             self._bodies.buffer(environ)
@@ -142,25 +157,33 @@ class Admission:
         if context.release is not None and not context.streams:
             context.release()  # a streamed export's stream gives its slot back itself
 
-    def _check_credentials(self, environ: dict[str, Any]) -> str | None:
+    def _check_credentials(self, endpoint: str | None, environ: dict[str, Any]) -> str | None:
         return self._enforcer.check(
-            request.endpoint, environ["REQUEST_METHOD"], environ.get("HTTP_AUTHORIZATION")
+            endpoint, environ["REQUEST_METHOD"], environ.get("HTTP_AUTHORIZATION")
         )
 
     def _take_slot(self, context: RequestContext) -> None:
         """Take a run slot, and set the request's deadline for a pooled connection."""
         started = time.monotonic()
-        if not self._running.acquire(blocking=False):
-            if not self._queue_places.acquire(blocking=False):
-                raise Overloaded("every run slot is taken and the queue is full")
-            try:
-                if not self._running.acquire(timeout=self._wait):
-                    raise Overloaded(f"no run slot free within {self._wait:g}s")
-            finally:
-                self._queue_places.release()
+        try:
+            self._running.get_nowait()
+        except queue.Empty:
+            self._wait_for_slot()
         context.holds_slot = True
         context.deadline = started + self._wait
 
+    def _wait_for_slot(self) -> None:
+        try:
+            self._queue_places.get_nowait()
+        except queue.Empty:
+            raise Overloaded("every run slot is taken and the queue is full") from None
+        try:
+            self._running.get(timeout=self._wait)
+        except queue.Empty:
+            raise Overloaded(f"no run slot free within {self._wait:g}s") from None
+        finally:
+            self._queue_places.put(True)
+
     def _give_back_slot(self, context: RequestContext) -> None:
         context.holds_slot = False
-        self._running.release()
+        self._running.put(True)

@@ -58,13 +58,12 @@ def requested() -> Requested | None:
     on a POST while ITEMSAPI_REQUIRE_IDEMPOTENCY_KEY is on. Call before reading the body as
     JSON: the fingerprint reads (and keeps) the raw body."""
     value = request.headers.get(HEADER)
-    settings = deps().settings
     if value is None:
-        if settings.require_idempotency_key and request.method == "POST":
+        if request.method == "POST" and deps().settings.require_idempotency_key:
             raise BadHeader(HEADER, "is required on POST by this server")
         return None
     principal = of(request.environ).principal or ""
-    return Requested(principal, parse_key(value), fingerprint(), settings.idempotency_ttl)
+    return Requested(principal, parse_key(value), fingerprint(), deps().settings.idempotency_ttl)
 
 
 def parse_key(value: str) -> str:
