@@ -90,15 +90,18 @@ def main() -> None:
     print(f"# results written to {out}", file=sys.stderr)
 
 
-def database_url() -> str:
-    """A fresh itemsapi_bench database on DATABASE_URL's server, or on the embedded one."""
+def database_url(name: str = "itemsapi_bench") -> str:
+    """A fresh database `name` on DATABASE_URL's server, or on the embedded one (each benchmark
+    that may run beside another names its own)."""
     base = os.environ.get("DATABASE_URL") or embedded.start(
         ROOT / ".itemsapi" / "bench", database="postgres", cleanup="stop"
     )
     with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS itemsapi_bench WITH (FORCE)")
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier("itemsapi_bench")))
-    return urlunsplit(urlsplit(base)._replace(path="/itemsapi_bench"))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
 
 
 def load(url: str, rows: int) -> None:

@@ -123,7 +123,11 @@ class Admission:
             try:
                 return inner(environ, start_response)
             finally:
-                self.release(of(environ))
+                context = of(environ)
+                if context.holds_slot:
+                    self._give_back_slot(context)
+                if context.release is not None and not context.streams:
+                    context.release()  # a streamed export's stream gives its slot back itself
 
         app.wsgi_app = releasing  # type: ignore[method-assign]
 
@@ -136,31 +140,21 @@ class Admission:
         environ = current.environ
         endpoint = current.endpoint
         context = of(environ)
+        credentials = (endpoint, environ["REQUEST_METHOD"], environ.get("HTTP_AUTHORIZATION"))
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
-            context.principal = self._check_credentials(endpoint, environ)
+            context.principal = self._enforcer.check(*credentials)
             return
         transfer = self._transfers.get(endpoint or "")
         if transfer is not None:
             context.release = transfer.take()
-            context.principal = self._check_credentials(endpoint, environ)
+            context.principal = self._enforcer.check(*credentials)
             return
         self._take_slot(context)
-        context.principal = self._check_credentials(endpoint, environ)
+        context.principal = self._enforcer.check(*credentials)
         if declares_body(environ):
             self._give_back_slot(context)
             self._bodies.buffer(environ)
             self._take_slot(context)
-
-    def release(self, context: RequestContext) -> None:
-        if context.holds_slot:
-            self._give_back_slot(context)
-        if context.release is not None and not context.streams:
-            context.release()  # a streamed export's stream gives its slot back itself
-
-    def _check_credentials(self, endpoint: str | None, environ: dict[str, Any]) -> str | None:
-        return self._enforcer.check(
-            endpoint, environ["REQUEST_METHOD"], environ.get("HTTP_AUTHORIZATION")
-        )
 
     def _take_slot(self, context: RequestContext) -> None:
         """Take a run slot, and set the request's deadline for a pooled connection."""
