@@ -18,7 +18,6 @@ from psycopg import sql
 from itemsapi.db.statements import ATTRIBUTED, COLUMN_TYPES, WRITABLE_COLUMNS, select_columns
 
 
-
 def insert_many_statement(*, minimal: bool = False) -> sql.Composed:
     """INSERT every row of %(rows)s (a JSON array of objects), in the array's order, RETURNING
     the rows (with `minimal`, only their ids and versions: loading a thousand whole rows is

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from psycopg import sql
+
 from itemsapi.db.database import Database
 from itemsapi.db.pool import Row
 from itemsapi.errors import CursorExpired
@@ -26,37 +28,42 @@ PRUNE_BATCH = 1000  # changes one prune statement deletes at most: a short trans
 PRUNE_LOCK = int.from_bytes(b"itemsprn", "big")
 
 # The changes a reader may be handed: those of transactions older than every one in progress.
-_SETTLED = "c.tx < pg_snapshot_xmin(pg_current_snapshot())"
-_COLUMNS = (
+_SETTLED = sql.SQL("c.tx < pg_snapshot_xmin(pg_current_snapshot())")
+_COLUMNS = sql.SQL(
     "c.tx::text::bigint AS tx, c.seq, c.item_id, c.version, c.operation, c.changed_at,"
     " c.changed_by, c.item"
 )
-FEED = (
-    f"SELECT {_COLUMNS} FROM item_changes AS c"
-    " WHERE (c.tx, c.seq) > (%(tx)s::text::xid8, %(seq)s) AND " + _SETTLED +
-    " ORDER BY c.tx, c.seq LIMIT %(limit)s"
-)  # fmt: skip
-# Ids only, settled or not (a cache must drop what any commit changed, however it will be
-# ordered): what a worker's follower applies (cache/follower.py).
-CHANGED_IDS = (
-    "SELECT c.tx::text::bigint AS tx, c.seq, c.item_id, " + _SETTLED + " AS settled"
-    " FROM item_changes AS c WHERE (c.tx, c.seq) > (%(tx)s::text::xid8, %(seq)s)"
+_AFTER = sql.SQL("(c.tx, c.seq) > (%(tx)s::text::xid8, %(seq)s)")
+
+
+def _text(template: str) -> str:
+    return sql.SQL(template).format(settled=_SETTLED, columns=_COLUMNS, after=_AFTER).as_string()
+
+
+FEED = _text(
+    "SELECT {columns} FROM item_changes AS c WHERE {after} AND {settled}"
     " ORDER BY c.tx, c.seq LIMIT %(limit)s"
 )
+# Ids only, settled or not (a cache must drop what any commit changed, however it will be
+# ordered): what a worker's follower applies (cache/follower.py).
+CHANGED_IDS = _text(
+    "SELECT c.tx::text::bigint AS tx, c.seq, c.item_id, {settled} AS settled"
+    " FROM item_changes AS c WHERE {after} ORDER BY c.tx, c.seq LIMIT %(limit)s"
+)
 # The last settled position: where a follower that starts now begins.
-LATEST = (
-    "SELECT c.tx::text::bigint AS tx, c.seq FROM item_changes AS c WHERE " + _SETTLED +
+LATEST = _text(
+    "SELECT c.tx::text::bigint AS tx, c.seq FROM item_changes AS c WHERE {settled}"
     " ORDER BY c.tx DESC, c.seq DESC LIMIT 1"
-)  # fmt: skip
+)
 PRUNED = "SELECT tx::text::bigint AS tx, seq FROM item_changes_pruned"
-HISTORY = (
-    f"SELECT {_COLUMNS} FROM item_changes AS c WHERE c.item_id = %(id)s"
+HISTORY = _text(
+    "SELECT {columns} FROM item_changes AS c WHERE c.item_id = %(id)s"
     " AND (%(before)s::bigint IS NULL OR c.seq < %(before)s) ORDER BY c.seq DESC LIMIT %(limit)s"
 )
 # The oldest settled changes, cut at the first one still within the retention: the part deleted
 # is always a prefix of the feed's order, and item_changes_pruned moves to its end.
-PRUNE = (
-    "WITH oldest AS (SELECT c.tx, c.seq, c.changed_at FROM item_changes AS c WHERE " + _SETTLED +
+PRUNE = _text(
+    "WITH oldest AS (SELECT c.tx, c.seq, c.changed_at FROM item_changes AS c WHERE {settled}"
     "   ORDER BY c.tx, c.seq LIMIT %(batch)s),"
     " doomed AS (SELECT tx, seq FROM oldest WHERE (tx, seq) < ALL (SELECT tx, seq FROM oldest"
     "   WHERE changed_at >= now() - make_interval(secs => %(retention)s))),"
@@ -66,7 +73,7 @@ PRUNE = (
     "   (SELECT tx, seq FROM gone ORDER BY tx DESC, seq DESC LIMIT 1)"
     "   WHERE EXISTS (SELECT FROM gone))"
     " SELECT count(*) AS deleted FROM gone"
-)  # fmt: skip
+)
 PRUNE_TURN = "SELECT pg_try_advisory_xact_lock(%(key)s) AS mine"
 # Who writes, for a transaction's remaining statements (an import's COPY); item statements
 # carry it in their own text instead (statements.ATTRIBUTED).
@@ -102,13 +109,16 @@ class ChangeLog:
         self._db = database
         self._retention = retention
 
-    def feed(self, after: Position, limit: int, deadline: float | None = None) -> FeedPage:
-        """Up to `limit` settled changes after `after`, in feed order; CursorExpired if changes
-        after `after` have been pruned."""
+    def feed(self, after: Position | None, limit: int, deadline: float | None = None) -> FeedPage:
+        """Up to `limit` settled changes after `after` (None: from the oldest kept), in feed
+        order; CursorExpired if changes after `after` have been pruned."""
 
         def read(conn) -> FeedPage:
+            nonlocal after
             pruned = Position(**conn.run(PRUNED).fetchone())
-            if after < pruned:
+            if after is None:
+                after = pruned
+            elif after < pruned:
                 raise CursorExpired()
             params = {"tx": str(after.tx), "seq": after.seq, "limit": limit}
             rows = conn.run(FEED, params).fetchall()

@@ -90,7 +90,7 @@ def version_statement() -> sql.Composed:
 
 
 def insert_statement() -> sql.Composed:
-    """A SELECT rather than VALUES, to carry ATTRIBUTED: so each value is cast to its column's type."""
+    """A SELECT rather than VALUES, to carry ATTRIBUTED: so each value is cast to its type."""
     values = [sql.SQL("{}::{}").format(sql.Placeholder(c), sql.SQL(COLUMN_TYPES[c]))
               for c in WRITABLE_COLUMNS]  # fmt: skip
     return sql.SQL(

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from itemsapi.db.changes import START, ChangeLog, Position
+from itemsapi.db.changes import ChangeLog, Position
 from itemsapi.db.pool import Row
 from itemsapi.errors import BadParameter, FieldError, ItemNotFound
 from itemsapi.web.context import of
@@ -44,9 +44,9 @@ def feed() -> Response:
     follower = deps().follower
     if not page.changes and wait > 0 and follower is not None and context.idle is not None:
         with context.idle():
-            came = follower.wait_past(after, wait)
+            came = follower.wait_past(page.next, wait)
         if came:
-            page = _changes().feed(after, limit, context.deadline)
+            page = _changes().feed(page.next, limit, context.deadline)
     body = {"changes": [_entry(row) for row in page.changes], "next_cursor": encode(page.next)}
     return json_response(body)
 
@@ -80,10 +80,10 @@ def decode(text: str) -> Position | None:
     return Position(tx, seq) if tx <= BIGINT_MAX and seq <= BIGINT_MAX else None
 
 
-def _feed_parameters(args: Any) -> tuple[Position, int, float]:
+def _feed_parameters(args: Any) -> tuple[Position | None, int, float]:
     errors: list[FieldError] = []
     _only(args, ("after", "limit", "wait"), errors)
-    after = START
+    after = None
     if (raw := _single(args, "after", errors)) is not None:
         decoded = decode(raw)
         if decoded is None:

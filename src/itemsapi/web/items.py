@@ -109,9 +109,7 @@ def patch_item(item_id: int) -> Response:
     if requested is None:
         return _item_response(_items().patch(item_id, changes, versions, _deadline(), by=by()))
     once = requested.once(_item_response, lambda item: (item["id"],))
-    return idempotency.respond(
-        _items().patch(item_id, changes, versions, _deadline(), once, by())
-    )
+    return idempotency.respond(_items().patch(item_id, changes, versions, _deadline(), once, by()))
 
 
 @bp.delete("/items/<item_id:item_id>")

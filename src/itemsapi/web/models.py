@@ -149,10 +149,15 @@ class Index(Body):
 
 
 Operation = Literal["insert", "update", "delete"]
-Changer = Annotated[str, Field(description="The API's principal (an API key's id, a JWT's "
-                               "subject) for a write made through the API, else the database role.")]
-ItemAfter = Annotated[dict[str, Any], Field(description="The item after the change, as GET "
-                                            "/v1/items/{item_id} shows it; {id} alone for a delete.")]
+CHANGER = (
+    "The API's principal (an API key's id, a JWT's subject) for a write made through the API,"
+    " else the database role."
+)
+Changer = Annotated[str, Field(description=CHANGER)]
+ITEM_AFTER = (
+    "The item after the change, as GET /v1/items/{item_id} shows it; {id} alone for a delete."
+)
+ItemAfter = Annotated[dict[str, Any], Field(description=ITEM_AFTER)]
 
 
 class Change(Body):
@@ -161,7 +166,7 @@ class Change(Body):
     cursor: Annotated[str, Field(description="This change's position: `after` it, the next.")]
     operation: Operation
     id: Annotated[int, Field(ge=1)]
-    version: Annotated[int, Field(ge=1, description="After the change; a delete's: the one deleted.")]
+    version: Annotated[int, Field(ge=1, description="After the change; a delete's: the deleted.")]
     changed_at: AwareDatetime
     changed_by: Changer
     item: ItemAfter
