@@ -43,8 +43,10 @@ CREATE TABLE item_changes_pruned (
 );
 INSERT INTO item_changes_pruned (tx, seq) VALUES ('0', 0);
 
+-- SECURITY DEFINER: every role that may write items has its changes recorded, without being
+-- allowed to write the log itself. session_user is still the role that connected.
 CREATE FUNCTION itemsapi_record_item_changes() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     own xid8 := pg_current_xact_id();  -- the top-level id, even inside a savepoint
     -- Set for its statement by the API's writes (src/itemsapi/db/changes.py, attributed).

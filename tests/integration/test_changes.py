@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from itemsapi.app import close_app, create_app, services_of
-from tests.helpers import create_item
+from tests.helpers import create_item, wait_until
 
 # Operations the out-of-order test makes in all; the issue's full run is 20,000
 # (ITEMSAPI_TEST_CHANGE_OPERATIONS=20000, about 10 minutes: docs/performance.md).
@@ -355,3 +355,46 @@ def test_a_long_poll_beyond_the_waiting_places_is_answered_at_once(clean_db, key
         writer.join()
     finally:
         close_app(app)
+
+
+def test_a_listener_cut_off_keeps_its_cache_and_serves_nothing_changed_meanwhile(
+    app, sql, keyed_client
+):
+    client = keyed_client(app)
+    wait_until(lambda: services_of(app).listener.listening, 10, "the listener")
+    changed, unchanged = create_item(client), create_item(client)
+    for item in (changed, unchanged):
+        wait_until(lambda i=item: cached_read(client, i["id"])[1] == "hit", 2, "cached")
+    listener = services_of(app).listener
+    sql.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
+    wait_until(lambda: not listener.listening, 2, "the listener to notice")
+    # Not heard of by anyone: only the change log knows.
+    sql.execute("UPDATE items SET name = 'in the gap', version = version + 1 WHERE id = %s",
+                (changed["id"],))  # fmt: skip
+    wait_until(lambda: listener.listening, 5, "the listener to come back")
+    assert cached_read(client, unchanged["id"])[1] == "hit"  # the cache was kept
+    assert cached_read(client, changed["id"])[0]["name"] == "in the gap"
+
+
+def test_a_change_nobody_announced_is_dropped_from_the_cache_by_the_follower(
+    app, sql, keyed_client
+):
+    """What a server killed between its commit and its announcement leaves: a commit no
+    notification tells of. The worker's follower reads it from the log within its interval."""
+    client = keyed_client(app)
+    wait_until(lambda: services_of(app).listener.listening, 10, "the listener")
+    item = create_item(client)
+    wait_until(lambda: cached_read(client, item["id"])[1] == "hit", 2, "cached")
+    with sql.transaction():
+        sql.execute("SET LOCAL itemsapi.announce = 'after_commit'")  # as the API: no NOTIFY
+        sql.execute("UPDATE items SET name = 'unannounced', version = version + 1 WHERE id = %s",
+                    (item["id"],))  # fmt: skip
+    interval = services_of(app).settings.changes_poll_interval
+    wait_until(lambda: cached_read(client, item["id"])[0]["name"] == "unannounced",
+               interval + 2, "the follower")  # fmt: skip
+
+
+def cached_read(client, item_id: int) -> tuple[dict, str]:
+    response = client.get(f"/v1/items/{item_id}")
+    assert response.status_code == 200
+    return response.get_json(), response.headers["X-Cache"]
