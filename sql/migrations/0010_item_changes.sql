@@ -51,6 +51,8 @@ DECLARE
     own xid8 := pg_current_xact_id();  -- the top-level id, even inside a savepoint
     -- Set for its statement by the API's writes (src/itemsapi/db/changes.py, attributed).
     who text := COALESCE(NULLIF(current_setting('itemsapi.principal', true), ''), session_user);
+    gone_ids bigint[];
+    gone_versions bigint[];
 BEGIN
     IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
         INSERT INTO item_changes (tx, item_id, version, operation, changed_by, item)
@@ -63,21 +65,21 @@ BEGIN
           LEFT JOIN LATERAL (SELECT c.tx FROM item_changes AS c WHERE c.item_id = n.id
                               ORDER BY c.seq DESC LIMIT 1) AS last ON true
          ORDER BY n.id;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO item_changes (tx, item_id, version, operation, changed_by, item)
-        SELECT greatest(own, last.tx), o.id, o.version, 'delete', who, jsonb_build_object('id', o.id)
-          FROM old_rows AS o
-          LEFT JOIN LATERAL (SELECT c.tx FROM item_changes AS c WHERE c.item_id = o.id
-                              ORDER BY c.seq DESC LIMIT 1) AS last ON true
-         ORDER BY o.id;
     ELSE
-        -- TRUNCATE, fired BEFORE, while the rows are still there: each is a delete.
+        -- A DELETE's old rows, or for a TRUNCATE (BEFORE, so they are still there) every row.
+        IF TG_OP = 'DELETE' THEN
+            SELECT array_agg(id ORDER BY id), array_agg(version ORDER BY id)
+              INTO gone_ids, gone_versions FROM old_rows;
+        ELSE
+            SELECT array_agg(id ORDER BY id), array_agg(version ORDER BY id)
+              INTO gone_ids, gone_versions FROM items;
+        END IF;
         INSERT INTO item_changes (tx, item_id, version, operation, changed_by, item)
         SELECT greatest(own, last.tx), o.id, o.version, 'delete', who, jsonb_build_object('id', o.id)
-          FROM items AS o
+          FROM unnest(gone_ids, gone_versions) WITH ORDINALITY AS o(id, version, n)
           LEFT JOIN LATERAL (SELECT c.tx FROM item_changes AS c WHERE c.item_id = o.id
                               ORDER BY c.seq DESC LIMIT 1) AS last ON true
-         ORDER BY o.id;
+         ORDER BY o.n;
     END IF;
     RETURN NULL;
 END

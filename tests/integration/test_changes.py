@@ -398,3 +398,11 @@ def cached_read(client, item_id: int) -> tuple[dict, str]:
     response = client.get(f"/v1/items/{item_id}")
     assert response.status_code == 200
     return response.get_json(), response.headers["X-Cache"]
+
+
+def test_a_truncate_is_recorded_as_a_delete_of_every_item(client, sql):
+    items = [create_item(client), create_item(client)]
+    cursor = client.get("/v1/changes").get_json()["next_cursor"]
+    sql.execute("TRUNCATE items")
+    changes = client.get("/v1/changes", query_string={"after": cursor}).get_json()["changes"]
+    assert [(c["operation"], c["id"]) for c in changes] == [("delete", i["id"]) for i in items]
