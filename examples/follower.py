@@ -20,10 +20,9 @@ from pathlib import Path
 
 def fetch(base: str, token: str, cursor: str | None) -> dict:
     query = "wait=30&limit=1000" + (f"&after={cursor}" if cursor else "")
-    request = urllib.request.Request(
-        f"{base}/v1/changes?{query}", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=40) as response:
+    url, headers = f"{base}/v1/changes?{query}", {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (http(s) checked)
+    with urllib.request.urlopen(request, timeout=40) as response:  # noqa: S310
         return json.load(response)
 
 
@@ -50,4 +49,6 @@ def follow(base: str, token: str, path: Path) -> None:
 
 
 if __name__ == "__main__":
+    if not sys.argv[1].startswith(("http://", "https://")):
+        sys.exit("BASE_URL must be an http:// or https:// URL")
     follow(sys.argv[1].rstrip("/"), os.environ["ITEMSAPI_TOKEN"], Path(sys.argv[2]))
