@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="poll: writes timed (300)")
     parser.add_argument("--waiters", type=int, default=500, help="waiters: followers (500)")
     parser.add_argument("--rows", type=int, default=10_000, help="items to load (10000)")
+    parser.add_argument(
+        "--no-flush", action="store_true", help="write: commit without waiting for WAL flushes"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
     url = database_url()
@@ -117,11 +120,17 @@ def pgbench(url: str, statement: str, args: argparse.Namespace) -> float:
         out = subprocess.run(
             [pgbench_program(), "-n", "-c", str(args.clients), "-j", "2", "-T",
              str(args.duration), "-M", "prepared", "-f", script.name, url],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, check=True, env=pgbench_env(args),
         ).stdout  # fmt: skip
     finally:
         os.unlink(script.name)
     return float(re.search(r"tps = ([\d.]+)", out)[1])
+
+
+def pgbench_env(args: argparse.Namespace) -> dict[str, str]:
+    if not args.no_flush:
+        return dict(os.environ)
+    return {**os.environ, "PGOPTIONS": "-c synchronous_commit=off"}
 
 
 # --- the server for poll and waiters ----------------------------------------------------------
