@@ -10,15 +10,16 @@ thread of its own, so that the log, not the announcements, is the truth:
   theirs: one query per wake-up per worker, however many followers wait, at most
   `max_waiters` of them (one more is answered at once).
 
-It reads when woken (any notification on itemsapi_items: a commit somewhere), after the
-listener reconnects (`catch_up`, before the cache is used again), and every `interval` seconds,
-whatever it heard; reads that are woken again while one runs coalesce into one more.
+It reads every `interval` seconds whatever it heard, after the listener reconnects (`catch_up`,
+before the cache is used again), and, while long-polls wait, when woken (any notification on
+itemsapi_items: a commit somewhere); wake-ups that come while a read runs coalesce into one.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from itemsapi.db.changes import ChangeLog, Position
@@ -48,6 +49,7 @@ class ChangeFollower:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._places = threading.BoundedSemaphore(max_waiters)
+        self._waiting = 0  # long-polls waiting now: only they make a wake-up read the log
         self._thread: threading.Thread | None = None
 
     def follow(self, invalidate: Invalidate) -> None:
@@ -73,11 +75,18 @@ class ChangeFollower:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        due = time.monotonic() + self._interval
         while not self._stop.is_set():
-            self._wake.wait(self._interval)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 return
+            # Woken with nobody waiting: the notification itself was the cache's news, and the
+            # log can wait for the interval (reading it at every write cost every worker a
+            # query per write).
+            if not self._waiting and time.monotonic() < due:
+                continue
+            due = time.monotonic() + self._interval
             try:
                 self.catch_up()
             except ItemsError as exc:  # the database is away: the next round tries again
@@ -92,15 +101,10 @@ class ChangeFollower:
                 self._lost()  # what changed before the first position is unknown
             while True:
                 read = self._changes.changed_ids(self._position, READ_LIMIT)
-                fresh = [
-                    item_id for item_id, at in zip(read.ids, read.positions, strict=True)
-                    if at > read.settled and at not in self._ahead
-                ]  # fmt: skip
-                settled_ids = [i for i, at in zip(read.ids, read.positions, strict=True)
-                               if self._position < at <= read.settled]  # fmt: skip
-                self._apply(settled_ids + fresh)
+                fresh = [item_id for at, item_id in read.ahead if at not in self._ahead]
+                self._apply(read.ids + fresh)
                 self._ahead = {at for at in self._ahead if at > read.settled}
-                self._ahead.update(at for at in read.positions if at > read.settled)
+                self._ahead.update(at for at, _ in read.ahead)
                 if len(self._ahead) > MAX_AHEAD:
                     self._ahead.clear()
                     self._lost()
@@ -142,10 +146,14 @@ class ChangeFollower:
         if not self._places.acquire(blocking=False):
             return None
         try:
+            with self._moved:
+                self._waiting += 1
             self._wake.set()  # a fresh read: the position may be behind the caller's cursor
             with self._moved:
                 return self._moved.wait_for(
                     lambda: self._position is not None and self._position > after, timeout
                 )
         finally:
+            with self._moved:
+                self._waiting -= 1
             self._places.release()

@@ -45,10 +45,17 @@ FEED = _text(
     " ORDER BY c.tx, c.seq LIMIT %(limit)s"
 )
 # Ids only, settled or not (a cache must drop what any commit changed, however it will be
-# ordered): what a worker's follower applies (cache/follower.py).
+# ordered), aggregated into one row: what a worker's follower applies (cache/follower.py). The
+# settled changes are a prefix of the order (tx < xmin sorts first).
 CHANGED_IDS = _text(
-    "SELECT c.tx::text::bigint AS tx, c.seq, c.item_id, {settled} AS settled"
-    " FROM item_changes AS c WHERE {after} ORDER BY c.tx, c.seq LIMIT %(limit)s"
+    "WITH next AS (SELECT c.tx, c.seq, c.item_id, {settled} AS settled FROM item_changes AS c"
+    "   WHERE {after} ORDER BY c.tx, c.seq LIMIT %(limit)s)"
+    " SELECT count(*) AS read, array_agg(DISTINCT item_id) FILTER (WHERE settled) AS ids,"
+    " (array_agg(tx::text::bigint ORDER BY tx DESC, seq DESC) FILTER (WHERE settled))[1] AS tx,"
+    " (array_agg(seq ORDER BY tx DESC, seq DESC) FILTER (WHERE settled))[1] AS seq,"
+    " array_agg(item_id) FILTER (WHERE NOT settled) AS ahead_ids,"
+    " array_agg(tx::text::bigint) FILTER (WHERE NOT settled) AS ahead_tx,"
+    " array_agg(seq) FILTER (WHERE NOT settled) AS ahead_seq FROM next"
 )
 # The last settled position: where a follower that starts now begins.
 LATEST = _text(
@@ -98,9 +105,9 @@ class FeedPage:
 
 @dataclass(frozen=True)
 class ChangedIds:
-    ids: list[int]
-    positions: list[Position]  # each id's change's
+    ids: list[int]  # of the settled changes read, each once
     settled: Position  # the last settled position read: where the next read starts
+    ahead: list[tuple[Position, int]]  # changes committed but not settled yet, with their ids
     complete: bool  # False: more than the limit came after; read again from `settled`
 
 
@@ -141,14 +148,13 @@ class ChangeLog:
     def changed_ids(self, after: Position, limit: int) -> ChangedIds:
         """The items changed after `after` by committed transactions, settled or not."""
         params = {"tx": str(after.tx), "seq": after.seq, "limit": limit}
-        rows = self._db.read(lambda conn: conn.run(CHANGED_IDS, params).fetchall())
-        settled = after
-        for row in rows:
-            if not row["settled"]:
-                break
-            settled = position(row)
-        positions = [position(row) for row in rows]
-        return ChangedIds([row["item_id"] for row in rows], positions, settled, len(rows) < limit)
+        row = self._db.read(lambda conn: conn.run(CHANGED_IDS, params).fetchone())
+        settled = after if row["tx"] is None else Position(row["tx"], row["seq"])
+        ahead = list(zip(
+            map(Position, row["ahead_tx"] or (), row["ahead_seq"] or ()), row["ahead_ids"] or (),
+            strict=True,
+        ))  # fmt: skip
+        return ChangedIds(row["ids"] or [], settled, ahead, row["read"] < limit)
 
     def prune(self, batch: int = PRUNE_BATCH) -> int:
         """Delete changes older than the retention, `batch` per transaction, until none is
