@@ -61,8 +61,10 @@ class ChangeFollower:
         return self._position
 
     def wake(self, _payload: str = "") -> None:
-        """Something committed somewhere: read the log soon (a listener callback)."""
-        self._wake.set()
+        """Something committed somewhere (a listener callback): read the log now if long-polls
+        wait; otherwise the thread is left asleep until its interval."""
+        if self._waiting:
+            self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
