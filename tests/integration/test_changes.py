@@ -372,7 +372,8 @@ def test_a_listener_cut_off_keeps_its_cache_and_serves_nothing_changed_meanwhile
     # Not heard of by anyone: only the change log knows.
     sql.execute("UPDATE items SET name = 'in the gap', version = version + 1 WHERE id = %s",
                 (changed["id"],))  # fmt: skip
-    wait_until(lambda: listener.listening, 5, "the listener to come back")
+    cache = services_of(app).cached_items.cache
+    wait_until(lambda: cache.usable, 5, "the listener back, and the log applied")
     assert cached_read(client, unchanged["id"])[1] == "hit"  # the cache was kept
     assert cached_read(client, changed["id"])[0]["name"] == "in the gap"
 
