@@ -195,6 +195,7 @@ def test_eight_writers_committing_out_of_order_a_follower_misses_nothing(
     same(resumed.copy, rows)
     logged = {f"{r['tx']}-{r['seq']}" for r in sql.execute(
         "SELECT tx::text, seq FROM item_changes")}  # fmt: skip
+    print(f"{OPERATIONS} operations: {len(logged)} changes logged, {len(rows)} items at the end")
     assert continuous.seen == logged  # none missed; none twice (Follower.apply)
     assert restarted.seen.isdisjoint(resumed.seen)  # resumed after its cursor, not before
     assert restarted.seen | resumed.seen == logged
