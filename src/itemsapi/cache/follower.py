@@ -56,10 +56,6 @@ class ChangeFollower:
         """Hand the ids of every change read to `invalidate` (the read cache; before start)."""
         self._invalidate = invalidate
 
-    @property
-    def position(self) -> Position | None:
-        return self._position
-
     def wake(self, _payload: str = "") -> None:
         """Something committed somewhere (a listener callback): read the log now if long-polls
         wait; otherwise the thread is left asleep until its interval."""
