@@ -147,7 +147,7 @@ def pgbench_statements(url: str) -> tuple[str, str]:
     """The API's own SELECT by id and INSERT, from statements.py, so that pgbench
     runs exactly the SQL the API does: the id as a pgbench variable, the new row inlined."""
     select_by_id = statements.select_statement().as_string().replace("%(id)s", ":id")
-    row = {**PGBENCH_ROW, "attributes": Jsonb(PGBENCH_ROW["attributes"])}
+    row = {**PGBENCH_ROW, "attributes": Jsonb(PGBENCH_ROW["attributes"]), "by": "pgbench"}
     with psycopg.connect(url) as conn:
         insert = ClientCursor(conn).mogrify(statements.insert_statement(), row)
     return select_by_id + ";", insert + ";"

@@ -76,10 +76,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def clean_db(database_url: str) -> str:
-    """The test database with an empty items table (ids restart at 1), no API keys and no
-    idempotency keys."""
+    """The test database with an empty items table (ids restart at 1), no API keys, no
+    idempotency keys and an empty change log."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE items RESTART IDENTITY")
+        conn.execute("TRUNCATE item_changes RESTART IDENTITY")
+        conn.execute("UPDATE item_changes_pruned SET tx = '0', seq = 0")
         conn.execute("TRUNCATE api_keys")
         conn.execute("TRUNCATE idempotency_keys")
     return database_url

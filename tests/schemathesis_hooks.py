@@ -18,6 +18,10 @@ few and short ("0", "A"), so the same key would come back on other bodies, right
 and a valid request would look rejected. A generated key that fits the published pattern is made
 unique per call instead; any other is kept, for the server to refuse
 (tests/integration/test_idempotency.py covers reuse, replay and in-flight keys).
+
+GET /v1/changes with `wait` long-polls: with nothing changing it answers after `wait` seconds
+(up to 30), past the run's request timeout. Generated waits are dropped (tests/integration/
+test_changes.py covers long-polls).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from itemsapi.web.idempotency import KEY_PATTERN
 def before_call(context, case, kwargs) -> None:
     if case.query:
         case.query.pop("cursor", None)
+        case.query.pop("wait", None)
     if case.headers:
         for name in [h for h in case.headers if h.lower() == "if-match"]:
             if case.headers[name] != "*":

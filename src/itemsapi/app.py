@@ -10,7 +10,7 @@ from flask import Flask
 from itemsapi import jsonlog
 from itemsapi.config import ConfigError, Settings
 from itemsapi.services import Services
-from itemsapi.web import docs, items, ops, probes, problems, telemetry, transfer
+from itemsapi.web import changes, docs, items, ops, probes, problems, telemetry, transfer
 from itemsapi.web.admission import Admission
 from itemsapi.web.deps import Deps, install
 from itemsapi.web.responses import OrjsonProvider
@@ -40,7 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     deps = Deps(
         settings, services.cached_items, services.database, services.check, services.listener,
-        services.transfers, services.identity_provider,
+        services.transfers, services.identity_provider, services.changes, services.follower,
     )  # fmt: skip
     install(app, deps)
     problems.init_app(app)
@@ -49,6 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Before the items blueprint: /v1/items/export is not an item's path.
     app.register_blueprint(transfer.bp, url_prefix=items.VERSION_PREFIX)
     app.register_blueprint(items.bp, url_prefix=items.VERSION_PREFIX)
+    app.register_blueprint(changes.bp, url_prefix=items.VERSION_PREFIX)
     # The paths from before /v1, answering as they always have, marked deprecated.
     app.register_blueprint(items.bp, name=items.UNVERSIONED)
     app.register_blueprint(probes.bp)

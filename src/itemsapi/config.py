@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     idempotency_ttl: Positive = 86400.0
     idempotency_purge_interval: Positive = 60.0
     require_idempotency_key: bool = False
+    # The change log (db/changes.py): kept this long (seconds); each worker reads it at least
+    # this often (cache/follower.py); long-polls waiting at once per worker (more: no wait).
+    changes_retention: Positive = 7 * 86400.0
+    changes_poll_interval: Positive = 1.0
+    changes_waiters: Annotated[int, Field(ge=0)] = 64
     # A list page holds no more items than fit in this many bytes of JSON (at least one item).
     max_response_bytes: Annotated[int, Field(ge=64 * 1024)] = 4 * 1024 * 1024
 

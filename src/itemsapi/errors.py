@@ -242,3 +242,9 @@ class IdempotencyKeyReused(ItemsError):
         super().__init__(
             "this Idempotency-Key was used for a different request; use a new key for a new request"
         )
+
+
+class CursorExpired(ItemsError):
+    def __init__(self) -> None:
+        super().__init__("changes after this cursor have been pruned: copy the items again"
+                         " and follow the feed from a cursor taken before the copy")  # fmt: skip

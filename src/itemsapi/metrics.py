@@ -80,8 +80,8 @@ CACHE_LOOKUPS = Counter(
 CACHE_INVALIDATIONS = Counter(
     "itemsapi_cache_invalidations_total",
     "Invalidations applied, by source: write (this worker's), server (another worker of this "
-    "server), notification (any writer, from PostgreSQL), flush (a statement of many rows, "
-    "TRUNCATE, POST /cache/clear).",
+    "server), notification (any writer, from PostgreSQL), log (the change log, read by the "
+    "worker's follower), flush (a statement of many rows, TRUNCATE, POST /cache/clear).",
     ["source"],
 )
 CACHE_EVICTIONS = Counter(

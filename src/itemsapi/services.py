@@ -22,6 +22,7 @@ from itemsapi.auth.enforce import Authenticate, Enforcer
 from itemsapi.auth.keys import KeyStore
 from itemsapi.auth.scopes import Policy
 from itemsapi.cache.announcer import Announcer
+from itemsapi.cache.follower import ChangeFollower
 from itemsapi.cache.items import CachedItemRepository, entry_size
 from itemsapi.cache.listener import Listener
 from itemsapi.cache.notification import CHANNEL
@@ -29,6 +30,7 @@ from itemsapi.cache.ring import WriteRing
 from itemsapi.cache.store import ReadCache
 from itemsapi.config import Settings
 from itemsapi.db import migrations
+from itemsapi.db.changes import ChangeLog
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
 from itemsapi.db.idempotency import IdempotencyRepository, Purger
@@ -60,6 +62,9 @@ class Services:
     transfer_pool: NullConnectionPool
     transfers: Transfers
     purger: Purger
+    changes: ChangeLog
+    follower: ChangeFollower
+    pruner: Purger
     _closer: Finalize | None = None
 
     @classmethod
@@ -74,6 +79,8 @@ class Services:
             listener = Listener(settings.listen_database_url or settings.database_url or "")
         ring = WriteRing.from_env()
         announcer = Announcer(items.announce, ring.origin)
+        changes = ChangeLog(database, settings.changes_retention)
+        follower = ChangeFollower(changes, settings.changes_poll_interval, settings.changes_waiters)
         cache, prime = None, (0, 0, 0)
         if settings.cache and listener is not None:
             cache = ReadCache(
@@ -89,10 +96,15 @@ class Services:
                 settings.cache_max_bytes,
                 settings.cache_max_entry_bytes,
             )
-        cached_items = CachedItemRepository(items, cache, ring, announcer, prime)
+        cached_items = CachedItemRepository(
+            items, cache, ring, announcer, prime, follower if cache is not None else None
+        )
         if cache is not None and listener is not None:
             listener.subscribe(CHANNEL, cached_items.on_notification)
             listener.on_state_change(cached_items.on_listening)
+            follower.follow(cached_items.apply_log)
+        if listener is not None:
+            listener.subscribe(CHANNEL, follower.wake)
         identity_provider = None
         if settings.auth == "jwt":
             from itemsapi.auth.jwks import Jwks  # PyJWT only where it is used
@@ -127,6 +139,9 @@ class Services:
                 IdempotencyRepository(database, settings.idempotency_ttl).purge,
                 settings.idempotency_purge_interval,
             ),
+            changes=changes,
+            follower=follower,
+            pruner=Purger(changes.prune, settings.idempotency_purge_interval, "change log"),
         )
 
     def open(self) -> None:
@@ -137,6 +152,8 @@ class Services:
         self.sampler.start()
         self.announcer.start()
         self.purger.start()
+        self.pruner.start()
+        self.follower.start()
         if self.listener is not None:
             self.listener.start()
         self._closer = Finalize(self, self._close, exitpriority=10)
@@ -150,6 +167,8 @@ class Services:
         # The announcer sends what is pending on the pool, so it stops before the pool closes.
         self.announcer.stop()
         self.purger.stop()
+        self.pruner.stop()
+        self.follower.stop()
         if self.listener is not None:
             self.listener.stop()
         self.sampler.stop()

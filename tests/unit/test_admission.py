@@ -108,8 +108,9 @@ def occupied(admission, app, count):
 
 
 def test_granian_gets_a_thread_for_every_place_admission_gives_and_some_for_the_probes():
-    # run slots, queue places, body readers, export slots (default 2), import slots (1), probes
-    assert granian_threads(SETTINGS) == 2 + 1 + 1 + 2 + 1 + 8
+    # run slots, queue places, body readers, export slots (default 2), import slots (1),
+    # long-poll waiters (default 64), probes
+    assert granian_threads(SETTINGS) == 2 + 1 + 1 + 2 + 1 + 64 + 8
 
 
 def test_requests_beyond_the_run_slots_and_the_queue_get_503_at_once():

@@ -18,8 +18,9 @@ def test_the_batch_insert_names_only_allow_listed_columns_and_one_parameter():
     assert text.startswith(
         'INSERT INTO items ("name", "description", "price", "quantity", "attributes") SELECT'
     )
-    assert text.count("%(") == 1
+    assert text.count("%(") == 2  # the rows, and who writes them (statements.ATTRIBUTED)
     assert "%(rows)s::jsonb" in text
+    assert "set_config('itemsapi.principal', %(by)s, true)" in text
     assert "WITH ORDINALITY" in text
     assert "ORDER BY n" in text
 

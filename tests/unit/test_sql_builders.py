@@ -24,6 +24,10 @@ RETURNING = (
 )
 
 
+# The principal, set for the one statement (the change log's trigger reads it).
+BY = "set_config('itemsapi.principal', %(by)s, true) IS NOT NULL"
+
+
 def render(statement) -> str:
     return statement.as_string()
 
@@ -31,15 +35,22 @@ def render(statement) -> str:
 def test_insert_names_every_writable_column_as_a_named_placeholder():
     assert render(insert_statement()) == (
         'INSERT INTO items ("name", "description", "price", "quantity", "attributes") '
-        "VALUES (%(name)s, %(description)s, %(price)s, %(quantity)s, %(attributes)s) " + RETURNING
+        "SELECT %(name)s::text, %(description)s::text, %(price)s::numeric, %(quantity)s::integer,"
+        " %(attributes)s::jsonb WHERE " + BY + " " + RETURNING
     )
+
+
+def test_every_write_says_who_makes_it_for_the_statement_alone():
+    for statement in (insert_statement(), update_statement(["name"]), delete_statement()):
+        assert BY in render(statement)
+    assert "set_config" not in render(update_statement([]))  # a read, not a write
 
 
 def test_update_sets_only_the_given_columns_and_bumps_version():
     text = render(update_statement(["price", "name"]))
     assert text == (
         'UPDATE items SET "price" = %(price)s, "name" = %(name)s, '
-        "version = version + 1, updated_at = now() WHERE id = %(id)s " + RETURNING
+        "version = version + 1, updated_at = now() WHERE id = %(id)s AND " + BY + " " + RETURNING
     )
 
 
@@ -84,7 +95,9 @@ def test_values_never_appear_in_the_sql_text():
 
 
 def test_delete_with_and_without_precondition():
-    assert render(delete_statement()) == "DELETE FROM items WHERE id = %(id)s RETURNING id"
+    assert render(delete_statement()) == (
+        "DELETE FROM items WHERE id = %(id)s AND " + BY + " RETURNING id"
+    )
     assert "version = ANY(%(versions)s)" in render(delete_statement(check_version=True))
 
 

@@ -11,10 +11,11 @@ READ, WRITE, ADMIN = "read", "write", "admin"
 SCOPES = (READ, WRITE, ADMIN)  # the api_keys table's CHECK lists the same
 
 # Blueprints by who may call them. The items blueprint is registered twice (/v1 and the
-# deprecated unversioned paths); `transfer` is export (a read) and import (a write); `cache` is
+# deprecated unversioned paths); `transfer` is export (a read) and import (a write); `changes`
+# is the change feed and item histories (reads); `cache` is
 # the operational cache endpoints' blueprint.
 OPEN_BLUEPRINTS = frozenset({"probes", "index"})
-ITEM_BLUEPRINTS = frozenset({"items", "unversioned", "transfer"})
+ITEM_BLUEPRINTS = frozenset({"items", "unversioned", "transfer", "changes"})
 ADMIN_BLUEPRINTS = frozenset({"cache"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 

@@ -23,6 +23,7 @@ import orjson
 
 from itemsapi import metrics
 from itemsapi.cache.announcer import Announcer
+from itemsapi.cache.follower import ChangeFollower
 from itemsapi.cache.notification import CHANNEL, CLEAR, Notification
 from itemsapi.cache.ring import FLUSH, WriteRing
 from itemsapi.cache.store import BYPASS, MISS, ReadCache
@@ -56,9 +57,12 @@ class CachedItemRepository:
         ring: WriteRing,
         announcer: Announcer,
         prime: tuple[int, int, int] = (0, 0, 0),
+        follower: ChangeFollower | None = None,
     ) -> None:
-        """`prime`: at most how many items, how many bytes, and bytes per item to prime with."""
+        """`prime`: at most how many items, how many bytes, and bytes per item to prime with.
+        `follower`: the change log's, which the cache follows (None: it has none)."""
         self._repository = repository
+        self._follower = follower
         self._prime_count, self._prime_bytes, self._prime_entry_bytes = prime
         self._entries_counted = 0.0
         self._cache = cache
@@ -71,7 +75,7 @@ class CachedItemRepository:
         }
         self._invalidations = {
             source: metrics.CACHE_INVALIDATIONS.labels(source)
-            for source in ("write", "server", "notification", "flush")
+            for source in ("write", "server", "notification", "log", "flush")
         }
 
     @property
@@ -108,37 +112,42 @@ class CachedItemRepository:
     # A replay (an Outcome replayed) announces its items again: the process that wrote them may
     # have died between its commit and its announcement.
 
+    # `by`: who writes, for the change log (ItemRepository).
+
     def create(
-        self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None
-    ) -> Row | Outcome:
-        result = self._repository.create(values, deadline, once)
+        self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None,
+        by: str = "",
+    ) -> Row | Outcome:  # fmt: skip
+        result = self._repository.create(values, deadline, once, by)
         self._written(result.response.item_ids if once else (result["id"],))
         return result
 
     def create_many(
         self, rows: list[Values], deadline: float | None = None, once: Once | None = None,
-        minimal: bool = False,
+        minimal: bool = False, by: str = "",
     ) -> list[Row] | Outcome:  # fmt: skip
-        result = self._repository.create_many(rows, deadline, once, minimal)
+        result = self._repository.create_many(rows, deadline, once, minimal, by)
         self._written(result.response.item_ids if once else tuple(row["id"] for row in result))
         return result
 
     def replace(
-        self, item_id: int, values: Values, versions: Versions, deadline: float | None = None
-    ) -> Row:
+        self, item_id: int, values: Values, versions: Versions, deadline: float | None = None,
+        by: str = "",
+    ) -> Row:  # fmt: skip
         write = self._repository.replace
-        return self._change(item_id, lambda: write(item_id, values, versions, deadline))
+        return self._change(item_id, lambda: write(item_id, values, versions, deadline, by))
 
     def patch(
         self, item_id: int, changes: Values, versions: Versions, deadline: float | None = None,
-        once: Once | None = None,
+        once: Once | None = None, by: str = "",
     ) -> Row | Outcome:  # fmt: skip
-        return self._change(
-            item_id, lambda: self._repository.patch(item_id, changes, versions, deadline, once)
-        )
+        write = self._repository.patch
+        return self._change(item_id, lambda: write(item_id, changes, versions, deadline, once, by))
 
-    def delete(self, item_id: int, versions: Versions, deadline: float | None = None) -> None:
-        self._change(item_id, lambda: self._repository.delete(item_id, versions, deadline))
+    def delete(
+        self, item_id: int, versions: Versions, deadline: float | None = None, by: str = ""
+    ) -> None:
+        self._change(item_id, lambda: self._repository.delete(item_id, versions, deadline, by))
 
     def _change(self, item_id: int, write: Callable[[], T]) -> T:
         try:
@@ -191,9 +200,13 @@ class CachedItemRepository:
         self._count_entries()
 
     def on_listening(self, listening: bool) -> None:
-        self._cache.set_usable(listening)
+        # Bypassed while not listening; kept through the gap if the change log, applied from
+        # where it was left, says what changed meanwhile (cache/follower.py), else emptied.
+        kept = self._follower is not None and (not listening or self._follower.resume())
+        self._cache.set_usable(listening, keep=kept)
         metrics.CACHE_LISTENER_CONNECTED.set(1 if listening else 0)
-        metrics.CACHE_ENTRIES.set(0)
+        if not kept:
+            metrics.CACHE_ENTRIES.set(0)
         if listening and self._prime_count:
             # Not on the listener's thread: notifications must keep being applied meanwhile.
             threading.Thread(target=self.prime, name="itemsapi-cache-prime", daemon=True).start()
@@ -211,6 +224,13 @@ class CachedItemRepository:
             return 0
         self._count_entries(now=True)
         return stored
+
+    def apply_log(self, ids: list[int] | None) -> None:
+        """Apply what the change log says changed (None: anything may have)."""
+        if ids is None:
+            return self._flush()
+        self._cache.invalidate(ids)
+        self._invalidations["log"].inc()
 
     def _count_entries(self, now: bool = False) -> None:
         """Update the entries gauge, at most once per ENTRIES_INTERVAL unless `now`: counting

@@ -215,12 +215,14 @@ class ReadCache:
         self._lists = _Entries(self._list_max, self._ttl, self._on_evict)
         return dropped
 
-    def set_usable(self, usable: bool) -> None:
-        """Usable only while every change is sure to be heard of. Either way the cache starts
-        empty: entries kept from before a gap in listening may be stale."""
+    def set_usable(self, usable: bool, keep: bool = False) -> None:
+        """Usable only while every change is sure to be heard of. Unless `keep`, either way the
+        cache starts empty: entries kept from before a gap in listening may be stale. `keep`
+        is for a gap whose changes have been invalidated since (cache/follower.py)."""
         with self._lock:
             self._usable = usable
-            self._flush()
+            if not keep:
+                self._flush()
 
     @property
     def usable(self) -> bool:

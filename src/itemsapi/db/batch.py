@@ -15,16 +15,7 @@ from typing import Any
 import orjson
 from psycopg import sql
 
-from itemsapi.db.statements import WRITABLE_COLUMNS, select_columns
-
-# Each writable column's type as jsonb_to_recordset reads it (the table's own types).
-_RECORD_TYPES = {
-    "name": "text",
-    "description": "text",
-    "price": "numeric",
-    "quantity": "integer",
-    "attributes": "jsonb",
-}
+from itemsapi.db.statements import ATTRIBUTED, COLUMN_TYPES, WRITABLE_COLUMNS, select_columns
 
 
 def insert_many_statement(*, minimal: bool = False) -> sql.Composed:
@@ -34,17 +25,18 @@ def insert_many_statement(*, minimal: bool = False) -> sql.Composed:
     follows the ORDER BY: sorted by id, the returned rows are in the array's order."""
     columns = sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS))
     record = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_RECORD_TYPES[c]))
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(COLUMN_TYPES[c]))
         for c in WRITABLE_COLUMNS
     )
     return sql.SQL(
         "INSERT INTO items ({columns}) SELECT {columns}"
         " FROM ROWS FROM (jsonb_to_recordset(%(rows)s::jsonb) AS ({record}))"
         " WITH ORDINALITY AS r({columns}, n)"
-        " ORDER BY n RETURNING {returning}"
+        " WHERE {by} ORDER BY n RETURNING {returning}"
     ).format(
         columns=columns,
         record=record,
+        by=ATTRIBUTED,
         returning=sql.SQL("id, version") if minimal else select_columns(),
     )
 

@@ -156,16 +156,21 @@ class IdempotencyRepository:
 
 
 class Purger:
-    """A worker's thread that purges expired idempotency records every `interval` seconds."""
+    """A worker's thread that purges expired records every `interval` seconds: idempotency
+    keys, or (named) the change log's (db/changes.py)."""
 
-    def __init__(self, purge: Callable[[], int], interval: float) -> None:
+    def __init__(
+        self, purge: Callable[[], int], interval: float, what: str = "idempotency keys"
+    ) -> None:
+        self._what = what
         self._purge = purge
         self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="itemsapi-idempotency-purge")
+        name = "itemsapi-purge-" + self._what.replace(" ", "-")
+        self._thread = threading.Thread(target=self._loop, name=name)
         self._thread.daemon = True
         self._thread.start()
 
@@ -179,7 +184,7 @@ class Purger:
             try:
                 deleted = self._purge()
             except ItemsError as exc:  # the database is down: the next round tries again
-                log.warning("could not purge idempotency keys", extra={"error": str(exc)})
+                log.warning("could not purge %s", self._what, extra={"error": str(exc)})
                 continue
             if deleted:
-                log.info("purged expired idempotency keys", extra={"deleted": deleted})
+                log.info("purged expired %s", self._what, extra={"deleted": deleted})

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from itemsapi.db import batch, idempotency, sized, statements
+from itemsapi.db import batch, idempotency, schema_state, sized, statements
 from itemsapi.db.database import Database
 from itemsapi.db.idempotency import Once, Outcome
 from itemsapi.db.pool import Row, StatementConnection
@@ -29,8 +29,8 @@ _INSERT_MANY = {
 }
 _VERSION = text(statements.version_statement)
 _RECENT = text(sized.recent_statement)
-_PING = text(statements.ping_statement)
-_APPLIED = text(statements.applied_versions_statement)
+_PING = text(schema_state.ping_statement)
+_APPLIED = text(schema_state.applied_versions_statement)
 _NOTIFY = text(statements.notify_statement)
 _ANNOUNCE = text(statements.announce_statement)
 T = TypeVar("T")
@@ -49,20 +49,24 @@ class ItemRepository:
         self._db = database
         self._max_page_bytes = max_page_bytes
 
+    # Every write takes `by`, who makes it (the API's principal, '' for none), for the change
+    # log to record (db/changes.py).
+
     def create(
-        self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None
-    ) -> Row | Outcome:
+        self, values: Mapping[str, Any], deadline: float | None = None, once: Once | None = None,
+        by: str = "",
+    ) -> Row | Outcome:  # fmt: skip
         """The new row; with `once` (an Idempotency-Key), the Outcome of idempotency.run."""
-        params = _with_jsonb(values)
+        params = {**_with_jsonb(values), "by": by}
         return self._write(lambda conn: conn.run(_INSERT, params).fetchone(), deadline, once)
 
     def create_many(
         self, rows: Sequence[Mapping[str, Any]], deadline: float | None = None,
-        once: Once | None = None, minimal: bool = False,
+        once: Once | None = None, minimal: bool = False, by: str = "",
     ) -> list[Row] | Outcome:  # fmt: skip
         """Insert every row in one statement, all or none; the new rows in the given order (with
         `minimal`, only their ids and versions)."""
-        params = {"rows": batch.rows_param(rows)}
+        params = {"rows": batch.rows_param(rows), "by": by}
         statement = _INSERT_MANY[minimal]
 
         def run(conn: StatementConnection) -> list[Row]:
@@ -101,29 +105,30 @@ class ItemRepository:
 
     def replace(
         self, item_id: int, values: Mapping[str, Any], versions: list[int] | None,
-        deadline: float | None = None,
+        deadline: float | None = None, by: str = "",
     ) -> Row:  # fmt: skip
         statement = text(
             statements.update_statement, WRITABLE_COLUMNS, check_version=versions is not None
         )
-        return self._change(item_id, statement, values, versions, deadline)
+        return self._change(item_id, statement, values, versions, deadline, by=by)
 
     def patch(
         self, item_id: int, changes: Mapping[str, Any], versions: list[int] | None,
-        deadline: float | None = None, once: Once | None = None,
+        deadline: float | None = None, once: Once | None = None, by: str = "",
     ) -> Row | Outcome:  # fmt: skip
         # A column outside the allow-list makes update_statement raise.
         statement = text(
             statements.update_statement, tuple(changes), merge_attributes=True,
             check_version=versions is not None,
         )  # fmt: skip
-        return self._change(item_id, statement, changes, versions, deadline, once)
+        return self._change(item_id, statement, changes, versions, deadline, once, by)
 
     def delete(
-        self, item_id: int, versions: list[int] | None, deadline: float | None = None
-    ) -> None:
+        self, item_id: int, versions: list[int] | None, deadline: float | None = None,
+        by: str = "",
+    ) -> None:  # fmt: skip
         statement = text(statements.delete_statement, check_version=versions is not None)
-        self._change(item_id, statement, {}, versions, deadline)
+        self._change(item_id, statement, {}, versions, deadline, by=by)
 
     def notify(self, channel: str, payload: str) -> None:
         """Tell every worker of every replica listening on `channel` (cache/listener.py)."""
@@ -148,8 +153,9 @@ class ItemRepository:
     def _change(
         self, item_id: int, statement: str, values: Mapping[str, Any],
         versions: list[int] | None, deadline: float | None, once: Once | None = None,
+        by: str = "",
     ) -> Row | Outcome:  # fmt: skip
-        params = {**_with_jsonb(values), "id": item_id}
+        params = {**_with_jsonb(values), "id": item_id, "by": by}
         if versions is not None:
             params["versions"] = versions
 

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row
 
 from itemsapi.config import Settings
 from itemsapi.db.pool import connection_options
-from itemsapi.db.statements import server_facts_statement
+from itemsapi.db.schema_state import server_facts_statement
 from itemsapi.errors import DatabaseUnavailable
 
 

@@ -17,6 +17,14 @@ from psycopg import sql
 # The columns a client may write, in the order every statement names them. PATCH shapes follow
 # this order too, so the few shapes there are repeat (and their text is cached, see `text`).
 WRITABLE_COLUMNS = ("name", "description", "price", "quantity", "attributes")
+# Each writable column's type, for statements that must name it (the table's own types).
+COLUMN_TYPES = {
+    "name": "text", "description": "text", "price": "numeric", "quantity": "integer",
+    "attributes": "jsonb",
+}  # fmt: skip
+# Who writes, set for the one statement (no round trip) for the change log's trigger to record
+# (sql/migrations/0010): the API's principal, '' for none.
+ATTRIBUTED = sql.SQL("set_config('itemsapi.principal', %(by)s, true) IS NOT NULL")
 
 # price is numeric(10,2); float8 holds every such value exactly enough to round-trip its
 # decimal text, and spares building a Decimal per row.
@@ -82,11 +90,15 @@ def version_statement() -> sql.Composed:
 
 
 def insert_statement() -> sql.Composed:
-    return sql.SQL("INSERT INTO items ({columns}) VALUES ({values}) RETURNING {returning}").format(
+    """A SELECT rather than VALUES, to carry ATTRIBUTED: so each value is cast to its type."""
+    values = [sql.SQL("{}::{}").format(sql.Placeholder(c), sql.SQL(COLUMN_TYPES[c]))
+              for c in WRITABLE_COLUMNS]  # fmt: skip
+    return sql.SQL(
+        "INSERT INTO items ({columns}) SELECT {values} WHERE {by} RETURNING {returning}"
+    ).format(
         columns=sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS)),
-        values=sql.SQL(", ").join(map(sql.Placeholder, WRITABLE_COLUMNS)),
-        returning=_SELECT_COLUMNS,
-    )
+        values=sql.SQL(", ").join(values), by=ATTRIBUTED, returning=_SELECT_COLUMNS,
+    )  # fmt: skip
 
 
 def update_statement(
@@ -103,11 +115,12 @@ def update_statement(
     assignments = [_assignment(c, merge_attributes) for c in columns]
     assignments.append(sql.SQL("version = version + 1"))
     assignments.append(sql.SQL("updated_at = now()"))
-    return sql.SQL("UPDATE items SET {assignments} WHERE {where} RETURNING {returning}").format(
-        assignments=sql.SQL(", ").join(assignments),
-        where=_where_id(check_version),
+    return sql.SQL(
+        "UPDATE items SET {assignments} WHERE {where} AND {by} RETURNING {returning}"
+    ).format(
+        assignments=sql.SQL(", ").join(assignments), where=_where_id(check_version), by=ATTRIBUTED,
         returning=_SELECT_COLUMNS,
-    )
+    )  # fmt: skip
 
 
 def _assignment(column: str, merge_attributes: bool) -> sql.Composed:
@@ -119,8 +132,8 @@ def _assignment(column: str, merge_attributes: bool) -> sql.Composed:
 
 
 def delete_statement(*, check_version: bool = False) -> sql.Composed:
-    return sql.SQL("DELETE FROM items WHERE {where} RETURNING id").format(
-        where=_where_id(check_version)
+    return sql.SQL("DELETE FROM items WHERE {where} AND {by} RETURNING id").format(
+        where=_where_id(check_version), by=ATTRIBUTED
     )
 
 
@@ -204,20 +217,6 @@ def sort_key(row: dict[str, Any], sort: str) -> SortKey:
     return (row[sort], row["id"])
 
 
-# What the item statements need from sql/init.sql (the trigram index is optional), and the
-# table that says which migrations have been applied since.
-_SCHEMA_IN_PLACE = sql.SQL(
-    "to_regclass('items') IS NOT NULL"
-    " AND to_regprocedure('jsonb_merge_patch(jsonb, jsonb)') IS NOT NULL"
-    " AND to_regclass('schema_migrations') IS NOT NULL"
-)
-
-
-def ping_statement() -> sql.Composed:
-    """One round trip that also says whether the schema the item statements need is in place."""
-    return sql.SQL("SELECT {} AS in_place").format(_SCHEMA_IN_PLACE)
-
-
 def notify_statement() -> sql.SQL:
     """Send a notification (delivered to listeners when it commits: at once, in autocommit)."""
     return sql.SQL("SELECT pg_notify(%(channel)s, %(payload)s)")
@@ -226,19 +225,6 @@ def notify_statement() -> sql.SQL:
 def announce_statement() -> sql.SQL:
     """Tell the read caches which items committed writes changed (sql/migrations/0004)."""
     return sql.SQL("SELECT itemsapi_announce_items(%(ids)s::bigint[], %(origin)s)")
-
-
-def applied_versions_statement() -> sql.SQL:
-    return sql.SQL("SELECT array_agg(version) AS versions FROM schema_migrations")
-
-
-def server_facts_statement() -> sql.Composed:
-    """The connections the server allows non-superusers, and whether the schema is in place."""
-    return sql.SQL(
-        "SELECT current_setting('max_connections')::int"
-        " - current_setting('superuser_reserved_connections')::int AS connections_allowed,"
-        " {} AS schema_in_place"
-    ).format(_SCHEMA_IN_PLACE)
 
 
 @cache

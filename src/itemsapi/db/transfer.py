@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import NullConnectionPool
 
 from itemsapi.config import Settings
-from itemsapi.db import statements
+from itemsapi.db import changes, statements
 from itemsapi.db.database import Database
 from itemsapi.db.pool import StatementConnection, connection_options, use_orjson
 from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery
@@ -158,12 +158,14 @@ class Transfers:
             if end.last_row is not None:
                 end.last_row = bytes(end.last_row)
 
-    def import_items(self, rows: Iterable[Sequence[Any]]) -> int:
+    def import_items(self, rows: Iterable[Sequence[Any]], by: str = "") -> int:
         """COPY `rows` (the values of WRITABLE_COLUMNS, in that order) into items: all of them
-        committed, or, if `rows` raises or anything fails on the way, none. How many."""
+        committed, or, if `rows` raises or anything fails on the way, none. How many. `by`:
+        who imports, for the change log ('' : the database role)."""
         count = 0
         with self._db.connection() as conn, conn.transaction():
             _set_timeout(conn, self._import_seconds)
+            conn.run(changes.ATTRIBUTE, {"by": by})
             with conn.cursor() as cursor, cursor.copy(_IMPORT) as copy:
                 write = copy.write_row
                 for name, description, price, quantity, attributes in rows:

@@ -19,6 +19,9 @@ lets item requests hold (`granian_threads`), and `admit` decides per request, be
   whole, with a size limit, on a bounded number of readers), so that a slow client never holds
   a run slot, and takes one again for the view.
 
+A long-poll of the change feed (web/changes.py) gives its run slot back while it waits, on one
+of `changes_waiters` threads of its own, and takes one again to read.
+
 Exports and imports (web/transfer.py) stream for minutes: they never take a run slot (they
 would starve item requests) nor the body readers (an import is read as a stream, not whole).
 Each takes one of its own bounded TransferSlots instead, at once or 503, then its credentials
@@ -35,7 +38,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, request
@@ -55,6 +59,7 @@ PROBE_THREADS = 8
 
 # The transfer endpoints (web/transfer.py) and the slots each takes.
 EXPORT, IMPORT = "transfer.export_items", "transfer.import_items"
+FEED = "changes.feed"  # long-polls wait without their run slot (web/changes.py)
 
 
 def granian_threads(settings: Settings) -> int:
@@ -64,7 +69,7 @@ def granian_threads(settings: Settings) -> int:
     transfers = settings.export_slots + settings.import_slots
     return (
         settings.blocking_threads + settings.max_queued + settings.max_body_reads + transfers
-        + PROBE_THREADS
+        + settings.changes_waiters + PROBE_THREADS
     )  # fmt: skip
 
 
@@ -151,6 +156,8 @@ class Admission:
             return
         self._take_slot(context)
         context.principal = self._enforcer.check(*credentials)
+        if endpoint == FEED:
+            context.idle = lambda: self._idle(context)
         if declares_body(environ):
             self._give_back_slot(context)
             self._bodies.buffer(environ)
@@ -177,6 +184,16 @@ class Admission:
             raise Overloaded(f"no run slot free within {self._wait:g}s") from None
         finally:
             self._queue_places.put(True)
+
+    @contextmanager
+    def _idle(self, context: RequestContext) -> Iterator[None]:
+        """A long-poll's wait (web/changes.py), on a thread of its own: without its run slot,
+        which it takes again (or is refused, as any request) to read what came."""
+        self._give_back_slot(context)
+        try:
+            yield
+        finally:
+            self._take_slot(context)
 
     def _give_back_slot(self, context: RequestContext) -> None:
         context.holds_slot = False

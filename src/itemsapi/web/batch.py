@@ -27,11 +27,13 @@ MINIMAL = "return=minimal"
 def create(data: list[Any], requested: idempotency.Requested | None) -> Response:
     rows = validate_rows(data, deps().settings.max_batch)
     minimal = prefers_minimal(request.headers.get(PREFER))
-    deadline = of(request.environ).deadline
+    context = of(request.environ)
+    deadline, by = context.deadline, context.principal or ""
     if requested is None:
-        return _created(deps().items.create_many(rows, deadline, minimal=minimal), minimal)
+        created = deps().items.create_many(rows, deadline, minimal=minimal, by=by)
+        return _created(created, minimal)
     once = requested.once(lambda created: _created(created, minimal), _ids)
-    return idempotency.respond(deps().items.create_many(rows, deadline, once, minimal))
+    return idempotency.respond(deps().items.create_many(rows, deadline, once, minimal, by))
 
 
 def validate_rows(data: list[Any], max_batch: int) -> list[dict[str, Any]]:

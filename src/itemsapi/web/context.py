@@ -5,6 +5,7 @@ object. Nothing else passes per-request state between modules."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ class RequestContext:
     # The response body is streamed: telemetry passes it on chunk by chunk and records the
     # request when the stream ends, instead of joining the body into one piece.
     streams: bool = False
+    # A change feed request's way to wait without its run slot (admission.py).
+    idle: Callable[[], AbstractContextManager[None]] | None = None
 
 
 def of(environ: dict[str, Any]) -> RequestContext:

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from itemsapi.cache.follower import ChangeFollower
 from itemsapi.cache.items import CachedItemRepository
 from itemsapi.cache.listener import Listener
 from itemsapi.config import Settings
+from itemsapi.db.changes import ChangeLog
 from itemsapi.db.database import Database
 from itemsapi.db.health import DatabaseCheck
 from itemsapi.db.transfer import Transfers
@@ -30,6 +32,8 @@ class Deps:
     listener: Listener | None
     transfers: Transfers
     identity_provider: Jwks | None = None  # JWT mode's key set
+    changes: ChangeLog | None = None
+    follower: ChangeFollower | None = None
 
 
 def install(app: Flask, deps: Deps) -> None:

@@ -62,6 +62,11 @@ def _deadline() -> float | None:
     return of(request.environ).deadline
 
 
+def by() -> str:
+    """Who makes this request's write, for the change log: its principal ('' for none)."""
+    return of(request.environ).principal or ""
+
+
 @bp.post("/items")
 def create_item() -> Response:
     requested = idempotency.requested()  # before the body is parsed: it fingerprints it raw
@@ -70,9 +75,9 @@ def create_item() -> Response:
         return batch.create(body, requested)
     values = validate_write(body)
     if requested is None:
-        return _created(_items().create(values, _deadline()))
+        return _created(_items().create(values, _deadline(), by=by()))
     once = requested.once(_created, lambda item: (item["id"],))
-    return idempotency.respond(_items().create(values, _deadline(), once))
+    return idempotency.respond(_items().create(values, _deadline(), once, by()))
 
 
 def _created(item: Row) -> Response:
@@ -93,7 +98,7 @@ def get_item(item_id: int) -> Response:
 def replace_item(item_id: int) -> Response:
     versions = _if_match(item_id)
     values = validate_write(json_body(JSON))
-    return _item_response(_items().replace(item_id, values, versions, _deadline()))
+    return _item_response(_items().replace(item_id, values, versions, _deadline(), by()))
 
 
 @bp.patch("/items/<item_id:item_id>")
@@ -102,14 +107,14 @@ def patch_item(item_id: int) -> Response:
     requested = idempotency.requested()
     changes = validate_patch(json_body(MERGE_PATCH, JSON))
     if requested is None:
-        return _item_response(_items().patch(item_id, changes, versions, _deadline()))
+        return _item_response(_items().patch(item_id, changes, versions, _deadline(), by=by()))
     once = requested.once(_item_response, lambda item: (item["id"],))
-    return idempotency.respond(_items().patch(item_id, changes, versions, _deadline(), once))
+    return idempotency.respond(_items().patch(item_id, changes, versions, _deadline(), once, by()))
 
 
 @bp.delete("/items/<item_id:item_id>")
 def delete_item(item_id: int) -> Response:
-    _items().delete(item_id, _if_match(item_id), _deadline())
+    _items().delete(item_id, _if_match(item_id), _deadline(), by())
     return Response(status=204)
 
 

@@ -8,9 +8,9 @@ ItemPage only publishes their shape.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from itemsapi.web.schemas import Item, without_defaults
 
@@ -148,5 +148,56 @@ class Index(Body):
     links: IndexLinks
 
 
+Operation = Literal["insert", "update", "delete"]
+CHANGER = (
+    "The API's principal (an API key's id, a JWT's subject) for a write made through the API,"
+    " else the database role."
+)
+Changer = Annotated[str, Field(description=CHANGER)]
+ITEM_AFTER = (
+    "The item after the change, as GET /v1/items/{item_id} shows it; {id} alone for a delete."
+)
+ItemAfter = Annotated[dict[str, Any], Field(description=ITEM_AFTER)]
+
+
+class Change(Body):
+    """One committed change to an item, in the feed (GET /v1/changes)."""
+
+    cursor: Annotated[str, Field(description="This change's position: `after` it, the next.")]
+    operation: Operation
+    id: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, description="After the change; a delete's: the deleted.")]
+    changed_at: AwareDatetime
+    changed_by: Changer
+    item: ItemAfter
+
+
+class ChangePage(Body):
+    changes: list[Change]
+    next_cursor: Annotated[str, Field(description="Where to read on from (`after`), also when "
+                                      "there were no changes.")]  # fmt: skip
+
+
+class ItemVersion(Body):
+    """One version of an item, in its history (GET /v1/items/{item_id}/history)."""
+
+    version: Annotated[int, Field(ge=1)]
+    operation: Operation
+    changed_at: AwareDatetime
+    changed_by: Changer
+    changed_fields: Annotated[list[str] | None, Field(description="The fields this change set "
+        "to new values; every field for an insert; null for a delete, or when the version "
+        "before is no longer kept.")]  # fmt: skip
+    item: ItemAfter
+
+
+class ItemHistory(Body):
+    versions: list[ItemVersion]
+    next_cursor: Annotated[str | None, Field(description="`before` for the next, older page.")]
+
+
 # Published as components under these names; the models they are made of are inlined.
-PUBLISHED = (ItemPage, CreatedItems, ImportResult, Problem, ProbeStatus, Health, Index)
+PUBLISHED = (
+    ItemPage, CreatedItems, ImportResult, Problem, ProbeStatus, Health, Index, ChangePage,
+    ItemHistory,
+)  # fmt: skip

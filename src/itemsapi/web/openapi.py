@@ -39,7 +39,9 @@ from itemsapi.web.schemas import (
 
 SCHEMA_REF = "#/components/schemas/"
 # Added after /v1 (web/transfer.py): served under /v1 only, so they have no deprecated copies.
-V1_ONLY = frozenset({"/v1/items/export", "/v1/items/import"})
+V1_ONLY = frozenset(
+    {"/v1/items/export", "/v1/items/import", "/v1/changes", "/v1/items/{item_id}/history"}
+)
 UNVERSIONED_SUFFIX = "Unversioned"  # createItemUnversioned: POST /items, deprecated for /v1
 # Request bodies are published as they validate, responses as they serialize.
 MODELS = [

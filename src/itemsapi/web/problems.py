@@ -19,6 +19,7 @@ from itemsapi.errors import (
     BodyTooLarge,
     Conflict,
     ConstraintViolation,
+    CursorExpired,
     DatabaseError,
     DatabaseUnavailable,
     Forbidden,
@@ -70,6 +71,8 @@ PROBLEM_TYPES: dict[type[ItemsError], ProblemType] = {
     Overloaded: ProblemType(503, "overloaded", "Service unavailable"),
     BodyTooLarge: ProblemType(413, "body-too-large", None),
     BodyIncomplete: ProblemType(400, "body-incomplete", None),
+    # A change feed cursor older than the retention (web/changes.py): resynchronise.
+    CursorExpired: ProblemType(410, "cursor-expired", "Changes no longer kept"),
     # A JWT that cannot be checked while the issuer's JWKS is down (auth/jwks.py).
     IdentityProviderUnavailable: ProblemType(
         503, "identity-provider-unavailable", "Service unavailable"

@@ -125,7 +125,9 @@ def import_items() -> Response:
         raise UnsupportedMediaType(f"an import is sent as {import_rows.NDJSON}")
     settings = deps().settings
     chunks = _body(request.environ, settings.max_import_bytes)
-    count = deps().transfers.import_items(import_rows.rows(chunks))
+    count = deps().transfers.import_items(
+        import_rows.rows(chunks), of(request.environ).principal or ""
+    )
     try:
         deps().items.clear_everywhere()  # committed: every read cache drops what it holds
     except ItemsError as exc:  # this worker's and this server's caches are flushed already
