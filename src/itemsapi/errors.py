@@ -102,11 +102,17 @@ class ImportInvalid(ValidationFailed):
 
 
 class BadParameter(ItemsError):
-    """A query parameter is malformed (400)."""
+    """Query parameters are malformed (400): one, or several at once (`of`)."""
 
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"query parameter {name!r}: {message}")
-        self.errors = [FieldError(name, message)]
+    def __init__(self, name: str, message: str, *more: FieldError) -> None:
+        self.errors = [FieldError(name, message), *more]
+        super().__init__(
+            "; ".join(f"query parameter {e.field!r}: {e.message}" for e in self.errors)
+        )
+
+    @classmethod
+    def of(cls, errors: list[FieldError]) -> BadParameter:
+        return cls(errors[0].field or "", errors[0].message, *errors[1:])
 
 
 class BadHeader(ItemsError):

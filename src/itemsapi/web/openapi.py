@@ -15,15 +15,9 @@ from pydantic.json_schema import models_json_schema
 
 from itemsapi import __version__
 from itemsapi.config import Settings
+from itemsapi.web.filter_params import Q_MAX, Q_MIN_RUN
 from itemsapi.web.idempotency import KEY_MAX, KEY_PATTERN
-from itemsapi.web.listing import (
-    CURSOR_MAX,
-    LIMIT_DEFAULT,
-    LIMIT_MAX,
-    Q_MAX,
-    Q_MIN_RUN,
-    SORT_CHOICES,
-)
+from itemsapi.web.listing import CURSOR_MAX, LIMIT_DEFAULT, LIMIT_MAX, SORT_CHOICES
 from itemsapi.web.models import PUBLISHED
 from itemsapi.web.schemas import (
     ATTRIBUTES_MAX_DEPTH,
