@@ -58,7 +58,9 @@ def list_sql(
         if sort == "id":
             keyset.append(sql.SQL("id {} %(after_id)s").format(op))
         else:
-            keyset.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(key, op))
+            # A rank is a real: the cursor's decimal text of it is read back as one.
+            after_key = sql.SQL("%(after_key)s::real" if sort == RELEVANCE else "%(after_key)s")
+            keyset.append(sql.SQL("({}, id) {} ({}, %(after_id)s)").format(key, op, after_key))
     columns = select_columns(measured=measured)
     if measured and sort == RELEVANCE:
         columns = sql.SQL("{}, {} AS rank").format(columns, key)
