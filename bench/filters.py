@@ -75,7 +75,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="(1000000)")
     parser.add_argument("--repeats", type=int, default=12, help="statements per client (12)")
     parser.add_argument("--pgbench-seconds", type=int, default=10, help="(10)")
+    parser.add_argument("--inserts-only", action="store_true", help="only the pgbench part")
     args = parser.parse_args()
+    if args.inserts_only:
+        cost = insert_cost(database_url(), args.pgbench_seconds)
+        print(json.dumps(cost, indent=1))
+        report({"rows": 0, "migration_0009_seconds": None, "combinations": [],
+                "pgbench_insert": cost})  # fmt: skip
+        return
     url = database_url()
     results: dict[str, Any] = {
         "rows": args.rows,
@@ -207,20 +214,34 @@ def measure(url: str, repeats: int) -> list[dict[str, Any]]:
     return found
 
 
+# What each part of 0009 adds to an INSERT: the schema before it, then 0009 less some indexes.
+INSERT_SCHEMAS = {
+    "before_0009": None,
+    "trigger_only": ("items_search_idx", "items_attributes_idx", "items_quantity_id_idx"),
+    "trigger_and_search_index": ("items_attributes_idx", "items_quantity_id_idx"),
+    "with_0009": (),
+}
+
+
 def insert_cost(url: str, seconds: int) -> dict[str, Any]:
-    """pgbench INSERTs (the API's statement) into a schema before 0009 and one after it, two
-    empty databases on this server, alternately, three rounds each."""
+    """pgbench INSERTs (the API's statement) into empty databases on this server, one per
+    schema of INSERT_SCHEMAS, alternately, three rounds each."""
     base = urlsplit(url)
     urls = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        for label in ("before_0009", "with_0009"):
-            name = f"itemsapi_bench_{label}"
-            ident = sql.Identifier(name)
+        for label in INSERT_SCHEMAS:
+            ident = sql.Identifier(f"itemsapi_bench_{label}")
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-            urls[label] = urlunsplit(base._replace(path=f"/{name}"))
-    migrations.migrate(urls["before_0009"], before_0009())
-    migrations.migrate(urls["with_0009"])
+            urls[label] = urlunsplit(base._replace(path=f"/{ident.obj}"))
+    for label, dropped in INSERT_SCHEMAS.items():
+        if dropped is None:
+            migrations.migrate(urls[label], before_0009())
+            continue
+        migrations.migrate(urls[label])
+        with psycopg.connect(urls[label], autocommit=True) as conn:
+            for index in dropped:
+                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
     _, insert = pgbench_statements(urls["with_0009"])
     options = argparse.Namespace(rows=1, duration=seconds)
     rounds: dict[str, list[float]] = {label: [] for label in urls}
@@ -228,8 +249,11 @@ def insert_cost(url: str, seconds: int) -> dict[str, Any]:
         for label, target in urls.items():
             rounds[label].append(pgbench(target, insert, options)["rps"])
     median = {label: statistics.median(values) for label, values in rounds.items()}
-    change = 100 * (median["with_0009"] / median["before_0009"] - 1)
-    return {"rounds_rps": rounds, "median_rps": median, "change_percent": round(change, 1)}
+    change = {
+        label: round(100 * (value / median["before_0009"] - 1), 1)
+        for label, value in median.items()
+    }
+    return {"rounds_rps": rounds, "median_rps": median, "change_percent": change}
 
 
 def report(results: dict[str, Any]) -> None:
@@ -244,7 +268,9 @@ def report(results: dict[str, Any]) -> None:
         print(f"| {e['filter']} | {e['sort']} | {access} | {first['p50']} / {first['p99']} |"
               f" {deep_text} |")  # fmt: skip
     cost = results["pgbench_insert"]
-    print(f"\npgbench INSERT, median tps: {cost['median_rps']} ({cost['change_percent']:+} %)")
+    print("\n| schema | pgbench INSERT tps (median of 3) | change |\n|---|---|---|")
+    for label, tps in cost["median_rps"].items():
+        print(f"| {label} | {tps} | {cost['change_percent'][label]:+} % |")
 
 
 if __name__ == "__main__":
