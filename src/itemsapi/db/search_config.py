@@ -2,7 +2,8 @@
 items.search_vector is made with and searches are parsed with, so both always agree. Set by
 `itemsapi migrate` from ITEMSAPI_SEARCH_CONFIG: a name PostgreSQL does not know is refused
 there, naming the ones it has; a change rebuilds every row's vector in batches, each committed,
-while the API serves (searches meanwhile mix the two configurations' vectors)."""
+while the API serves (searches meanwhile mix the two configurations' vectors), and every read
+cache is emptied after."""
 
 from __future__ import annotations
 
@@ -54,5 +55,7 @@ def apply(conn: psycopg.Connection, name: str) -> bool:
             conn.execute("SELECT set_config('itemsapi.announce', 'after_commit', true)")
             (last,) = conn.execute(_REBUILD, {"after": after, "rows": BATCH_ROWS}).fetchone()
         if last is None:
+            # Searched pages the read caches hold were found with the old vectors: drop them.
+            conn.execute("SELECT itemsapi_announce_items(NULL, 'migrate')")
             return True
         after = last
