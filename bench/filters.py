@@ -33,9 +33,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 
-from bench.run import HERE, WORDS, database_url, pgbench, pgbench_statements, progress
+from bench.run import HERE, ROOT, WORDS, database_url, pgbench, pgbench_statements, progress
 from itemsapi.db import list_query, migrations, sized
 from itemsapi.db.statements import text
+from itemsapi.serve import embedded
 from itemsapi.web.listing import parse_list_query
 
 CLIENTS = 8
@@ -76,7 +77,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=12, help="statements per client (12)")
     parser.add_argument("--pgbench-seconds", type=int, default=10, help="(10)")
     parser.add_argument("--inserts-only", action="store_true", help="only the pgbench part")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure the rows a previous run loaded; no pgbench")  # fmt: skip
     args = parser.parse_args()
+    if args.reuse:
+        url = embedded.start(ROOT / ".itemsapi" / "bench", database="itemsapi_bench")
+        results = {"rows": args.rows, "clients": CLIENTS, "date": str(datetime.now(UTC)),
+                   "combinations": measure(url, args.repeats)}  # fmt: skip
+        out = HERE / "results" / f"{datetime.now(UTC):%Y-%m-%d}-filters-measured.json"
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        return
     if args.inserts_only:
         cost = insert_cost(database_url(), args.pgbench_seconds)
         print(json.dumps(cost, indent=1))

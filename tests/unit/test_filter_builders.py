@@ -39,8 +39,8 @@ def test_each_filter_is_one_condition_on_an_indexed_expression_with_its_value_as
         "quantity >= %(min_quantity)s AND quantity <= %(max_quantity)s",
         "created_at >= %(created_from)s AND created_at < %(created_before)s",
         "attributes @> %(attributes)s::jsonb",
-        "search_vector @@ websearch_to_tsquery((SELECT config::regconfig FROM search_settings),"
-        " %(search)s)",
+        "search_vector @@ (SELECT websearch_to_tsquery(config::regconfig, %(search)s)"
+        " FROM search_settings)",
     ):
         assert condition in text
     for value in ("red", "apple", "2026", "color"):
@@ -65,7 +65,7 @@ def test_relevance_pages_compare_the_rank_as_a_real():
     query = ListQuery(sort="relevance", descending=True, after=(0.25, 7),
                       filters=Filters(search="pear"))  # fmt: skip
     text = rendered(query)
-    assert "(ts_rank(search_vector, websearch_to_tsquery(" in text
+    assert "(ts_rank(search_vector, (SELECT websearch_to_tsquery(" in text
     assert ", id) < (%(after_key)s::real, %(after_id)s)" in text
     assert text.endswith("DESC, id DESC LIMIT %(limit)s")
 

@@ -18,9 +18,11 @@ from typing import Any
 from psycopg import sql
 
 # The text search configuration is the database's (search_settings, sql/migrations/0009): the
-# one the stored vectors were made with, so a query is parsed as the vectors were.
+# one the stored vectors were made with, so a query is parsed as the vectors were. The tsquery is
+# a subquery, made once per statement: as an expression of a subquery's result it would be
+# parsed again for every row the plan filters or ranks.
 SEARCH_QUERY = sql.SQL(
-    "websearch_to_tsquery((SELECT config::regconfig FROM search_settings), %(search)s)"
+    "(SELECT websearch_to_tsquery(config::regconfig, %(search)s) FROM search_settings)"
 )
 RANK = sql.SQL("ts_rank(search_vector, {})").format(SEARCH_QUERY)
 

@@ -64,10 +64,21 @@ def list_sql(
     columns = select_columns(measured=measured)
     if measured and sort == RELEVANCE:
         columns = sql.SQL("{}, {} AS rank").format(columns, key)
-    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
+    source: sql.Composable = sql.SQL("items")
+    if "search" in shape:
+        # The matches are found through the search index, always: the planner cannot tell how
+        # many a search matches (its words are a parameter), and guessing many it would walk a
+        # sort's index instead, which reads the whole index for a rare word. OFFSET 0 keeps the
+        # subquery as written.
+        source = sql.SQL("(SELECT * FROM items WHERE {} OFFSET 0) AS items").format(
+            filters.CONDITIONS["search"]
+        )
+        shape = tuple(name for name in shape if name != "search")
+    statement = sql.SQL("SELECT {columns} FROM {source}{where} ORDER BY {order} LIMIT %(limit)s")
     return statement.format(
-        columns=columns, where=filters.where(shape, *keyset), order=list_order(sort, descending)
-    )
+        columns=columns, source=source, where=filters.where(shape, *keyset),
+        order=list_order(sort, descending),
+    )  # fmt: skip
 
 
 def list_order(sort: str, descending: bool, *, ranked: bool = False) -> sql.Composable:
