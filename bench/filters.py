@@ -242,10 +242,11 @@ def insert_cost(url: str, seconds: int) -> dict[str, Any]:
     urls = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for label in INSERT_SCHEMAS:
-            ident = sql.Identifier(f"itemsapi_bench_{label}")
+            name = f"itemsapi_bench_{label}"
+            ident = sql.Identifier(name)
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-            urls[label] = urlunsplit(base._replace(path=f"/{ident.obj}"))
+            urls[label] = urlunsplit(base._replace(path=f"/{name}"))
     for label, dropped in INSERT_SCHEMAS.items():
         if dropped is None:
             migrations.migrate(urls[label], before_0009())

@@ -103,7 +103,7 @@ def search(raw: str) -> str:
     if len(raw) > SEARCH_MAX or "\x00" in raw:
         raise BadParameter("search", f"must be at most {SEARCH_MAX} characters, without NUL")
     # A search of only negated words (or none) would match through every index entry.
-    terms = (t for t in _SEARCH_TERM.findall(raw) if not t.startswith("-") and t.lower() != "or")
+    terms = (t for t in _SEARCH_TERM.findall(raw) if not t.startswith("-"))
     if not any(_WORD.search(term) for term in terms):
         raise BadParameter("search", "must hold a word to find (not only -excluded words)")
     return raw

@@ -16,7 +16,6 @@ from pydantic.json_schema import models_json_schema
 from itemsapi import __version__
 from itemsapi.config import Settings
 from itemsapi.web.filter_params import (
-    ATTRIBUTES_TEXT_MAX,
     IDS_MAX,
     Q_MAX,
     Q_MIN_RUN,
@@ -89,12 +88,14 @@ def filter_schemas() -> dict[str, dict[str, Any]]:
         **dict.fromkeys(
             ("created_from", "created_before", "updated_from", "updated_before"), instant
         ),
-        "attributes": {
+        # A word of ASCII letters or digits not excluded by a leading `-` (filter_params.search
+        # takes any letter, in any script).
+        "search": {
             "type": "string",
-            "maxLength": ATTRIBUTES_TEXT_MAX,
-            "contentMediaType": "application/json",
+            "maxLength": SEARCH_MAX,
+            "pattern": "^(?:[^\\u0000]*\\s)?"
+            "(?:[A-Za-z0-9]|[^\\s\\-\\u0000][^\\s\\u0000]*?[A-Za-z0-9])[^\\u0000]*$",
         },
-        "search": {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX, "pattern": NO_NUL},
         "fields": {
             "type": "string",
             "pattern": f"^({'|'.join(ITEM_FIELDS)})(,({'|'.join(ITEM_FIELDS)}))*$",
@@ -229,6 +230,6 @@ def document() -> dict[str, Any]:
     spec["paths"].update(unversioned_paths(spec["paths"]))
     schemas = parameter_schemas()
     for parameter in _parameters(spec):
-        if "schema" not in parameter:
+        if "schema" not in parameter and "content" not in parameter:
             parameter["schema"] = schemas[parameter["name"]]
     return spec
