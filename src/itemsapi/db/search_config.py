@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +19,15 @@ _KNOWN = "SELECT %s::regconfig::text"
 _NAMES = "SELECT string_agg(cfgname, ', ' ORDER BY cfgname) FROM pg_ts_config"
 _CURRENT = "SELECT config FROM search_settings"
 _SET = "UPDATE search_settings SET config = %s"
+# The trigger's function of sql/migrations/0009, with the configuration as a constant.
+_TRIGGER_FUNCTION = sql.SQL("""CREATE OR REPLACE FUNCTION itemsapi_search_vector() RETURNS trigger
+LANGUAGE plpgsql AS $function$
+BEGIN
+    NEW.search_vector := setweight(to_tsvector({config}, NEW.name), 'A')
+                      || setweight(to_tsvector({config}, NEW.description), 'B');
+    RETURN NEW;
+END
+$function$""")
 # Setting the vector to NULL fires the trigger that computes it again (0009).
 _REBUILD = """
 WITH batch AS (SELECT id FROM items WHERE id > %(after)s ORDER BY id LIMIT %(rows)s),
@@ -47,7 +57,9 @@ def apply(conn: psycopg.Connection, name: str) -> bool:
     if current == known:
         return False
     log.info("search configuration %s -> %s: rebuilding every item's vector", current, known)
-    conn.execute(_SET, (known,))
+    with conn.transaction():  # rows written from here on get the new configuration's vectors
+        conn.execute(_SET, (known,))
+        conn.execute(_TRIGGER_FUNCTION.format(config=sql.Literal(known)))
     after = 0
     while True:
         with conn.transaction():
