@@ -31,8 +31,8 @@ import psycopg
 from bench.product import new_token
 from bench.run import database_url, free_port, stop, wait_for
 from itemsapi.auth.scopes import SCOPES
-from itemsapi.db import migrations, statements
-from itemsapi.db.statements import ListQuery
+from itemsapi.db import list_query, migrations
+from itemsapi.db.list_query import ListQuery
 from itemsapi.db.transfer import CSV, NDJSON, export_sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +128,7 @@ def main() -> None:
             seconds = min(timed(command) for _ in range(args.repeat))
             figures[f"export_{fmt}_rows_s"] = round(args.rows / seconds)
             # The same COPY by psql to /dev/null: what PostgreSQL alone takes to send it.
-            statement = export_sql(FORMATS[fmt], *statements.list_shape(ListQuery()))
+            statement = export_sql(FORMATS[fmt], *list_query.list_shape(ListQuery()))
             copy = statement.as_string().replace("%(limit)s", "NULL")
             copy = "\\copy " + copy.removeprefix("COPY ").replace(" TO STDOUT", " TO '/dev/null'")
             seconds = min(timed([psql(), url, "-qc", copy]) for _ in range(args.repeat))

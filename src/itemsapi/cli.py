@@ -55,7 +55,7 @@ def _database_url(settings: Settings, *, apply_schema: bool = True) -> str:
     except embedded.EmbeddedUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     if apply_schema:  # only the embedded default migrates by itself
-        migrations.migrate(url)
+        migrations.migrate(url, search_config=settings.search_config)
     return url
 
 
@@ -109,13 +109,14 @@ WAIT_OPTION = click.option(
 def migrate(wait: float, status: bool, dry_run: bool) -> None:
     """Bring the schema up to date: the baseline (sql/init.sql) if missing, then every pending
     file of sql/migrations in order, each once, under a lock (replicas may run it together)."""
-    url = _setup(apply_schema=False)
+    settings, url = _configured(apply_schema=False)
     if status:
         rows = _retrying(lambda: migrations.status(url), wait, "cannot read the schema's status")
         for row in rows:
             click.echo(f"{row.version:04d}  {row.state:<8} {row.name}")
         return
-    done = _retrying(lambda: migrations.migrate(url, dry_run=dry_run), wait)
+    config = settings.search_config
+    done = _retrying(lambda: migrations.migrate(url, dry_run=dry_run, search_config=config), wait)
     verb = "would apply" if dry_run else "applied"
     for migration in done:
         click.echo(f"{verb} {migration.version:04d} {migration.name}")
@@ -127,8 +128,9 @@ def migrate(wait: float, status: bool, dry_run: bool) -> None:
 @WAIT_OPTION
 def init_db(wait: float) -> None:
     """Apply the schema: the same as `itemsapi migrate`, kept for existing scripts."""
-    url = _setup(apply_schema=False)
-    done = _retrying(lambda: migrations.migrate(url), wait)
+    settings, url = _configured(apply_schema=False)
+    config = settings.search_config
+    done = _retrying(lambda: migrations.migrate(url, search_config=config), wait)
     click.echo(f"schema applied: {len(done)} migration(s) now, up to date")
 
 

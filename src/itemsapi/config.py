@@ -40,6 +40,7 @@ class ConfigError(ValueError):
 
 
 Positive = Annotated[float, Field(gt=0)]
+SEARCH_CONFIG_NAME = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$"  # [schema.]name
 
 
 class Settings(BaseSettings):
@@ -110,6 +111,8 @@ class Settings(BaseSettings):
     cache_prime: Annotated[int, Field(ge=0)] = 10_000
     # Where workers LISTEN: a direct connection, not a transaction pooler. None: DATABASE_URL.
     listen_database_url: str | None = None
+    # Text search configuration of `search=`; `itemsapi migrate` refuses one the server lacks.
+    search_config: Annotated[str, Field(pattern=SEARCH_CONFIG_NAME, max_length=63)] = "simple"
 
     # How `itemsapi serve` runs Granian.
     host: str = "127.0.0.1"

@@ -102,11 +102,17 @@ class ImportInvalid(ValidationFailed):
 
 
 class BadParameter(ItemsError):
-    """A query parameter is malformed (400)."""
+    """Query parameters are malformed (400): one, or several at once (`of`)."""
 
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"query parameter {name!r}: {message}")
-        self.errors = [FieldError(name, message)]
+    def __init__(self, name: str, message: str, *more: FieldError) -> None:
+        self.errors = [FieldError(name, message), *more]
+        super().__init__(
+            "; ".join(f"query parameter {e.field!r}: {e.message}" for e in self.errors)
+        )
+
+    @classmethod
+    def of(cls, errors: list[FieldError]) -> BadParameter:
+        return cls(errors[0].field or "", errors[0].message, *errors[1:])
 
 
 class BadHeader(ItemsError):
@@ -195,10 +201,6 @@ class BodyTooLarge(ItemsError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the request body is larger than {limit} bytes")
 
-    @property
-    def detail(self) -> str:
-        return str(self)
-
 
 class BodyIncomplete(ItemsError):
     """The client ended the body before its declared length, or declared no valid length."""
@@ -206,10 +208,6 @@ class BodyIncomplete(ItemsError):
     def __init__(self, declared: int | None, received: int) -> None:
         what = f"of the {declared} declared" if declared is not None else "with an invalid length"
         super().__init__(f"the request body ended after {received} bytes {what}")
-
-    @property
-    def detail(self) -> str:
-        return str(self)
 
 
 class IdentityProviderUnavailable(ItemsError):

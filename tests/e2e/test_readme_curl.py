@@ -42,4 +42,4 @@ def test_every_readme_curl_example_is_authorised(start_server, clean_db):
         )  # fmt: skip
         statuses.append(int(result.stdout))
     # In order: create, read, 304, patch, the stale patch, two pages, delete, the bad body.
-    assert statuses == [201, 200, 304, 200, 412, 200, 200, 204, 422]
+    assert statuses == [201, 200, 304, 200, 412, 200, 200, 200, 204, 422]

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from itemsapi.db import statements
+from itemsapi.db import list_query
 from itemsapi.errors import BadParameter
 from itemsapi.web.listing import parse_list_query
 from tests.helpers import create_item
@@ -235,10 +235,10 @@ def test_an_accepted_q_is_served_by_the_trigram_index(sql):
     sql.execute("ANALYZE items")
     sql.execute("SET enable_seqscan = off")
     sql.execute("SET enable_indexscan = off")
-    statement = statements.list_sql("id", False, True, False, False, False).as_string(sql)
+    statement = list_query.list_sql("id", False, False, ("q",)).as_string(sql)
 
     def plan(q: str) -> str:
-        params = statements.list_params(parse_list_query(MultiDict({"q": q})))
+        params = list_query.list_params(parse_list_query(MultiDict({"q": q})))
         rows = sql.execute("EXPLAIN " + statement, params).fetchall()
         return "\n".join(row["QUERY PLAN"] for row in rows)
 

@@ -42,10 +42,10 @@ def test_each_operation_lists_the_statuses_it_can_return(client):
         ("/items", "post"): {"201", "400", "401", "403", "409", "413", "415", "422", "500", "503"},
         ("/items", "get"): {"200", "400", "401", "403", "500", "503"},
         ("/items/{item_id}", "get"): {"200", "304", "400", "401", "403", "404", "500", "503"},
-        ("/items/{item_id}", "put"): {"200", "400", "401", "403", "404", "409", "412", "413",
+        ("/items/{item_id}", "put"): {"200", "204", "400", "401", "403", "404", "409", "412", "413",
                                       "415", "422", "500", "503"},
-        ("/items/{item_id}", "patch"): {"200", "400", "401", "403", "404", "409", "412", "413",
-                                        "415", "422", "500", "503"},
+        ("/items/{item_id}", "patch"): {"200", "204", "400", "401", "403", "404", "409", "412",
+                                        "413", "415", "422", "500", "503"},
         ("/items/{item_id}", "delete"): {"204", "400", "401", "403", "404", "412", "500",
                                          "503"},
         ("/v1/items/export", "get"): {"200", "400", "401", "403", "406", "500", "503"},
@@ -66,9 +66,9 @@ def test_problem_405_and_headers_are_described(client):
     assert set(components["responses"]["MethodNotAllowed"]["headers"]) >= {"Allow"}
     assert {"ETag", "Location", "Link", "Retry-After", "X-Request-ID"} <= set(components["headers"])
     item_get = document["paths"]["/items/{item_id}"]["get"]
-    assert {p["name"] for p in item_get["parameters"]} == {"If-None-Match"}
+    assert {p["name"] for p in item_get["parameters"]} == {"If-None-Match", "fields"}
     put = document["paths"]["/items/{item_id}"]["put"]
-    assert {p["name"] for p in put["parameters"]} == {"If-Match"}
+    assert {p["name"] for p in put["parameters"]} == {"If-Match", "Prefer"}
     created = document["paths"]["/items"]["post"]["responses"]["201"]
     assert set(created["links"]) == {"GetItem", "ReplaceItem", "PatchItem", "DeleteItem"}
 

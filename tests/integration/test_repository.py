@@ -14,10 +14,11 @@ from psycopg_pool import ConnectionPool
 
 from itemsapi.config import Settings
 from itemsapi.db.database import Database
+from itemsapi.db.filters import Filters
 from itemsapi.db.items import ItemRepository
+from itemsapi.db.list_query import ListQuery
 from itemsapi.db.pool import ConnectionEvents, create_pool
 from itemsapi.db.server import ServerFacts, create_database, inspect_server
-from itemsapi.db.statements import ListQuery
 from itemsapi.errors import (
     ConstraintViolation,
     DatabaseUnavailable,
@@ -224,11 +225,14 @@ def test_list_filters(repo):
     new(repo, name="red_apple", price=20)
     new(repo, name="green", price=30)
     new(repo, name="REDDISH", price=None)
-    names = lambda query: [r["name"] for r in repo.list(query).items]  # noqa: E731
-    assert names(ListQuery(q="red")) == ["Red 50% off", "red_apple", "REDDISH"]
-    assert names(ListQuery(q="50%")) == ["Red 50% off"]
-    assert names(ListQuery(q="d_a")) == ["red_apple"]  # _ is literal, not "any character"
-    assert names(ListQuery(min_price=Decimal(15), max_price=Decimal(30))) == ["red_apple", "green"]
+
+    def names(filters: Filters) -> list[str]:
+        return [r["name"] for r in repo.list(ListQuery(filters=filters)).items]
+
+    assert names(Filters(q="red")) == ["Red 50% off", "red_apple", "REDDISH"]
+    assert names(Filters(q="50%")) == ["Red 50% off"]
+    assert names(Filters(q="d_a")) == ["red_apple"]  # _ is literal, not "any character"
+    assert names(Filters(min_price=Decimal(15), max_price=Decimal(30))) == ["red_apple", "green"]
 
 
 def test_a_column_outside_the_allow_list_never_reaches_sql(repo):

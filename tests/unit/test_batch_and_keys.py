@@ -9,7 +9,8 @@ import pytest
 
 from itemsapi.db import batch, idempotency
 from itemsapi.errors import ValidationFailed
-from itemsapi.web.batch import prefers_minimal, validate_rows
+from itemsapi.web.batch import validate_rows
+from itemsapi.web.prefer import prefers_minimal
 from tests.helpers import item_payload
 
 

@@ -6,17 +6,9 @@ from typing import Any
 
 import pytest
 
-from itemsapi.db.statements import (
-    ListQuery,
-    delete_statement,
-    escape_like,
-    insert_statement,
-    list_params,
-    list_shape,
-    list_sql,
-    sort_key,
-    update_statement,
-)
+from itemsapi.db.filters import Filters, escape_like
+from itemsapi.db.list_query import ListQuery, list_params, list_shape, list_sql, sort_key
+from itemsapi.db.statements import delete_statement, insert_statement, update_statement
 
 RETURNING = (
     "RETURNING id, name, description, price::float8 AS price, quantity, attributes, version, "
@@ -86,7 +78,7 @@ def list_statement(query: ListQuery) -> tuple[Any, dict[str, Any]]:
 
 def test_values_never_appear_in_the_sql_text():
     statement, params = list_statement(
-        ListQuery(q="'; DROP TABLE items; --", min_price=Decimal("1.50"))
+        ListQuery(filters=Filters(q="'; DROP TABLE items; --", min_price=Decimal("1.50")))
     )
     text = render(statement)
     assert "DROP" not in text
@@ -120,12 +112,12 @@ def test_list_after_cursor_descending_price_uses_the_indexed_keyset():
 
 def test_list_filters_combine_with_and():
     statement, _ = list_statement(
-        ListQuery(q="x", min_price=Decimal(1), max_price=Decimal(2), after=(7, 7))
+        ListQuery(filters=Filters(q="x", min_price=Decimal(1), max_price=Decimal(2)), after=(7, 7))
     )
     assert (
-        "WHERE name ILIKE %(q)s AND price >= %(min_price)s AND price <= %(max_price)s "
-        "AND id > %(after_id)s" in render(statement)
-    )
+        "WHERE name ILIKE %(q)s AND COALESCE(price, -1) >= %(min_price)s"
+        " AND COALESCE(price, -1) BETWEEN 0 AND %(max_price)s AND id > %(after_id)s"
+    ) in render(statement)
 
 
 def test_like_wildcards_in_user_text_are_escaped():

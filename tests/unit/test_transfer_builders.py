@@ -10,17 +10,20 @@ import orjson
 import pytest
 
 from itemsapi import strict_json
-from itemsapi.db import statements
-from itemsapi.db.statements import ListQuery
+from itemsapi.db import list_query
+from itemsapi.db.filters import Filters
+from itemsapi.db.list_query import ListQuery
 from itemsapi.db.transfer import _IMPORT, CSV, NDJSON, export_params, export_sql
 from itemsapi.errors import ImportInvalid
 from itemsapi.web import import_rows
 
-QUERY = ListQuery(sort="price", descending=True, q="50%_off", min_price=Decimal("1.5"))
+QUERY = ListQuery(
+    sort="price", descending=True, filters=Filters(q="50%_off", min_price=Decimal("1.5"))
+)
 
 
 def built(fmt: str, query: ListQuery = QUERY) -> str:
-    return export_sql(fmt, *statements.list_shape(query)).as_string()
+    return export_sql(fmt, *list_query.list_shape(query)).as_string()
 
 
 def test_an_export_is_one_copy_of_the_lists_query_with_its_values_as_parameters():
@@ -29,7 +32,7 @@ def test_an_export_is_one_copy_of_the_lists_query_with_its_values_as_parameters(
     assert text.endswith(") TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
     assert "ORDER BY COALESCE(price, -1) DESC, id DESC LIMIT %(limit)s" in text
     assert "name ILIKE %(q)s" in text
-    assert "price >= %(min_price)s" in text
+    assert "COALESCE(price, -1) >= %(min_price)s" in text
     assert "50" not in text  # the values travel as parameters
     params = export_params(QUERY)
     assert params["limit"] is None  # LIMIT NULL: every row

@@ -29,8 +29,8 @@ from itemsapi.cache.ring import FLUSH, WriteRing
 from itemsapi.cache.store import BYPASS, MISS, ReadCache
 from itemsapi.db.idempotency import Once, Outcome
 from itemsapi.db.items import ItemRepository, Page
+from itemsapi.db.list_query import ListQuery
 from itemsapi.db.pool import Row
-from itemsapi.db.statements import ListQuery
 from itemsapi.errors import ItemsError
 
 log = logging.getLogger(__name__)

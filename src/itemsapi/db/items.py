@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from itemsapi.db import batch, idempotency, schema_state, sized, statements
+from itemsapi.db import batch, counting, idempotency, list_query, schema_state, sized, statements
 from itemsapi.db.database import Database
 from itemsapi.db.idempotency import Once, Outcome
+from itemsapi.db.list_query import ListQuery, SortKey
 from itemsapi.db.pool import Row, StatementConnection
-from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery, SortKey, text
+from itemsapi.db.statements import WRITABLE_COLUMNS, text
 from itemsapi.errors import ItemNotFound, PreconditionFailed, SchemaMissing
 
 _SELECT = text(statements.select_statement)
@@ -41,6 +42,7 @@ class Page:
     items: list[Row]
     next_key: SortKey | None
     size: int = 0  # bytes the items take as JSON, as sized.py measures them
+    count: int | None = None  # the total the query asked for (counting.py)
 
 
 class ItemRepository:
@@ -87,11 +89,16 @@ class ItemRepository:
         return self._db.read(lambda conn: conn.run(_RECENT, params).fetchall())
 
     def list(self, query: ListQuery, deadline: float | None = None) -> Page:
-        """Up to `query.limit` items, cut earlier where they would pass max_page_bytes."""
-        statement = text(sized.list_sql, *statements.list_shape(query))
-        params = statements.list_params(query)
+        """Up to `query.limit` items, cut earlier where they would pass max_page_bytes, and the
+        total query.count asks for, read on the same connection."""
+        statement = text(sized.list_sql, *list_query.list_shape(query))
+        params = list_query.list_params(query)
         params["budget"] = self._max_page_bytes
-        rows = self._db.read(lambda conn: conn.run(statement, params).fetchall(), deadline)
+
+        def run(conn: StatementConnection) -> tuple[list[Row], int | None]:
+            return conn.run(statement, params).fetchall(), counting.total(conn, query)
+
+        rows, count = self._db.read(run, deadline)
         items: list[Row] = []
         size = 0
         for row in rows:
@@ -100,8 +107,11 @@ class ItemRepository:
             size = row.pop("running")
             items.append(row)
         # A row not kept (past the limit or the budget) says there is more.
-        next_key = statements.sort_key(items[-1], query.sort) if len(items) < len(rows) else None
-        return Page(items, next_key, size)
+        next_key = list_query.sort_key(items[-1], query.sort) if len(items) < len(rows) else None
+        if query.sort == list_query.RELEVANCE:
+            for row in items:
+                del row["rank"]
+        return Page(items, next_key, size, count)
 
     def replace(
         self, item_id: int, values: Mapping[str, Any], versions: list[int] | None,

@@ -16,10 +16,14 @@ from typing import NamedTuple
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from itemsapi.db import search_config as db_search_config
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = re.compile(r"([0-9]{4})_([a-z0-9_]+)\.sql")
 NO_TRANSACTION_MARKER = b"-- itemsapi: no-transaction"
+# In a no-transaction file, a line of its own that separates two statements, each run alone.
+NEXT_STATEMENT_MARKER = "-- itemsapi: next-statement"
 # 'itemsmig' in ASCII, as a bigint: one runner at a time. Not init.sql's key: a bare init.sql run
 # (an older `itemsapi init-db`) queued on it would wait inside its transaction, holding a
 # snapshot, and so deadlock with a CREATE INDEX CONCURRENTLY migration (see _lock).
@@ -160,8 +164,11 @@ def pending(url: str, folder: Path | None = None) -> list[Migration]:
         return _plan(conn, files)
 
 
-def migrate(url: str, folder: Path | None = None, dry_run: bool = False) -> list[Migration]:
-    """Apply the pending migrations in order and return them (dry_run: only return them)."""
+def migrate(
+    url: str, folder: Path | None = None, dry_run: bool = False, search_config: str | None = None
+) -> list[Migration]:
+    """Apply the pending migrations in order and return them (dry_run: only return them); then,
+    given `search_config`, make it the database's text search configuration (search_config.py)."""
     files = discover(folder)
     with _connect(url) as conn:  # closing the session releases its advisory lock
         if dry_run:
@@ -173,6 +180,11 @@ def migrate(url: str, folder: Path | None = None, dry_run: bool = False) -> list
             started = time.monotonic()
             _apply(conn, m)
             log.info("applied migration %s in %.3f s", m.path.name, time.monotonic() - started)
+        if search_config is not None:
+            try:
+                db_search_config.apply(conn, search_config)
+            except db_search_config.UnknownSearchConfig as exc:
+                raise MigrationError(str(exc)) from None
     return plan
 
 
@@ -195,9 +207,10 @@ def _apply(conn: psycopg.Connection, m: Migration) -> None:
         if m.version == 0:
             conn.execute(script)  # init.sql is its own transaction and records version 0
         elif m.no_transaction:
-            # Prepared, so the extended protocol carries it: PostgreSQL refuses a second
+            # Prepared, so the extended protocol carries each: PostgreSQL refuses a second
             # statement there instead of wrapping them all in one implicit transaction.
-            conn.execute(script, prepare=True)
+            for statement in _statements(script):
+                conn.execute(statement, prepare=True)
             conn.execute(RECORD, (m.version, m.name, m.checksum))
         else:
             with conn.transaction():
@@ -211,3 +224,16 @@ def _apply(conn: psycopg.Connection, m: Migration) -> None:
     except psycopg.Error as error:
         reason = (str(error) or type(error).__name__).splitlines()[0]
         raise MigrationFailedError(f"migration {m.path.name} failed: {reason}") from error
+
+
+def _statements(script: str) -> list[str]:
+    """A no-transaction file's statements, split at NEXT_STATEMENT_MARKER lines."""
+    parts, current = [], []
+    for line in script.splitlines(keepends=True):
+        if line.rstrip() == NEXT_STATEMENT_MARKER:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(line)
+    parts.append("".join(current))
+    return [part for part in parts if part.strip()]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from itemsapi.db import statements
+from itemsapi.db import list_query, statements
 
 # id, price, quantity, version, two timestamps, the keys and the quotes: at most about 200
 # bytes of a row's JSON are not in its three text columns.
@@ -29,25 +29,28 @@ _COLUMNS = sql.SQL(
 )
 
 
-def list_sql(
-    sort: str, descending: bool, q: bool, min_price: bool, max_price: bool, after: bool
-) -> sql.Composed:
-    """statements.list_sql, each row with `running` (the size of the page up to and including
+def list_sql(sort: str, descending: bool, after: bool, shape: tuple[str, ...]) -> sql.Composed:
+    """list_query.list_sql, each row with `running` (the size of the page up to and including
     it) and `kept`: whether it is on the page, which holds the first row however large, then
     every row within %(budget)s bytes, up to the limit (%(limit)s is the limit plus one). The
     first row not kept is sent too, without its attributes, to say that more follow. `running`
-    grows strictly with every row, so it also gives the page's order back."""
-    page = statements.list_sql(sort, descending, q, min_price, max_price, after, measured=True)
+    grows strictly with every row, so it also gives the page's order back. Sorted by relevance,
+    each row also carries its `rank`, for the cursor."""
+    page = list_query.list_sql(sort, descending, after, shape, measured=True)
+    rank = sql.SQL(" rank," if sort == list_query.RELEVANCE else "")
     return sql.SQL(
         "SELECT id, name, description, price, quantity,"
         " CASE WHEN kept THEN attributes END AS attributes, version, created_at, updated_at,"
-        " running, kept FROM ("
+        "{rank} running, kept FROM ("
         "SELECT *, ordinal = 1 OR (running <= %(budget)s AND ordinal < %(limit)s) AS kept FROM ("
         "SELECT sized.*, sum(size) OVER w AS running, row_number() OVER w AS ordinal"
         " FROM (SELECT page.*, {size} AS size FROM ({page}) AS page) AS sized"
         " WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)) AS measured"
         ") AS marked WHERE running - size <= %(budget)s OR ordinal = 2 ORDER BY running"
-    ).format(size=ROW_SIZE, page=page, order=statements.list_order(sort, descending))
+    ).format(
+        size=ROW_SIZE, page=page, rank=rank,
+        order=list_query.list_order(sort, descending, ranked=True),
+    )  # fmt: skip
 
 
 def recent_statement() -> sql.Composed:

@@ -7,8 +7,6 @@ ItemRepository (items.py) runs what these return; tests check them without a dat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -33,35 +31,13 @@ _SELECT_COLUMNS = sql.SQL(
     "created_at, updated_at"
 )
 
-# The keyset each sort order walks; each has a matching (key, id) index in sql/init.sql.
 # With the stored length of attributes (sql/migrations/0008), for sized.py's budgets.
 _MEASURED_COLUMNS = sql.SQL("{}, attributes_bytes").format(_SELECT_COLUMNS)
 
-SORT_KEYS: dict[str, sql.Composable] = {
-    "id": sql.SQL("id"),
-    "name": sql.SQL("name"),
-    "price": sql.SQL("COALESCE(price, -1)"),
-    "created_at": sql.SQL("created_at"),
-    "updated_at": sql.SQL("updated_at"),
-}
 
-SortKey = tuple[Any, int]  # (value of the sort column, id) of the last row of a page
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    limit: int = 20
-    sort: str = "id"
-    descending: bool = False
-    after: SortKey | None = None
-    q: str | None = None
-    min_price: Decimal | None = None
-    max_price: Decimal | None = None
-
-
-def select_columns() -> sql.Composable:
-    """The columns every statement returns an item as."""
-    return _SELECT_COLUMNS
+def select_columns(*, measured: bool = False) -> sql.Composable:
+    """The columns every statement returns an item as; `measured` adds attributes_bytes."""
+    return _MEASURED_COLUMNS if measured else _SELECT_COLUMNS
 
 
 def _where_id(check_version: bool) -> sql.Composable:
@@ -135,86 +111,6 @@ def delete_statement(*, check_version: bool = False) -> sql.Composed:
     return sql.SQL("DELETE FROM items WHERE {where} AND {by} RETURNING id").format(
         where=_where_id(check_version), by=ATTRIBUTED
     )
-
-
-def list_shape(query: ListQuery) -> tuple[str, bool, bool, bool, bool, bool]:
-    """What the statement's text depends on (the values do not): few combinations, cached."""
-    return (
-        query.sort,
-        query.descending,
-        query.q is not None,
-        query.min_price is not None,
-        query.max_price is not None,
-        query.after is not None,
-    )
-
-
-def list_sql(
-    sort: str, descending: bool, q: bool, min_price: bool, max_price: bool, after: bool,
-    *, measured: bool = False,
-) -> sql.Composed:  # fmt: skip
-    """`measured` adds attributes_bytes."""
-    key = SORT_KEYS[sort]
-    conditions: list[sql.Composable] = []
-    if q:
-        conditions.append(sql.SQL("name ILIKE %(q)s"))
-    if min_price:
-        conditions.append(sql.SQL("price >= %(min_price)s"))
-    if max_price:
-        conditions.append(sql.SQL("price <= %(max_price)s"))
-    if after:
-        op = sql.SQL("<" if descending else ">")
-        if sort == "id":
-            conditions.append(sql.SQL("id {} %(after_id)s").format(op))
-        else:
-            conditions.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(key, op))
-    statement = sql.SQL("SELECT {columns} FROM items{where} ORDER BY {order} LIMIT %(limit)s")
-    where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-    return statement.format(
-        columns=_MEASURED_COLUMNS if measured else _SELECT_COLUMNS,
-        where=where,
-        order=list_order(sort, descending),
-    )
-
-
-def list_order(sort: str, descending: bool) -> sql.Composable:
-    """The ORDER BY of a sort: its key, then id, both in its direction."""
-    direction = sql.SQL("DESC" if descending else "ASC")
-    order = [sql.SQL("id {}").format(direction)]
-    if sort != "id":
-        order.insert(0, sql.SQL("{} {}").format(SORT_KEYS[sort], direction))
-    return sql.SQL(", ").join(order)
-
-
-def list_params(query: ListQuery) -> dict[str, Any]:
-    """The values for list_sql's placeholders: exactly the ones its shape names."""
-    params: dict[str, Any] = {"limit": query.limit + 1}  # one extra row says "there is more"
-    if query.q is not None:
-        params["q"] = "%" + escape_like(query.q) + "%"
-    if query.min_price is not None:
-        params["min_price"] = query.min_price
-    if query.max_price is not None:
-        params["max_price"] = query.max_price
-    if query.after is not None:
-        if query.sort != "id":
-            params["after_key"] = query.after[0]
-        params["after_id"] = query.after[1]
-    return params
-
-
-def escape_like(text: str) -> str:
-    """Make LIKE wildcards in user text match literally (backslash is LIKE's escape)."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def sort_key(row: dict[str, Any], sort: str) -> SortKey:
-    """The keyset position of a row for a sort order, in the types the database compares."""
-    if sort == "id":
-        return (row["id"], row["id"])
-    if sort == "price":
-        price = row["price"]
-        return (Decimal(-1) if price is None else Decimal(repr(price)), row["id"])
-    return (row[sort], row["id"])
 
 
 def notify_statement() -> sql.SQL:

@@ -27,10 +27,11 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import NullConnectionPool
 
 from itemsapi.config import Settings
-from itemsapi.db import changes, statements
+from itemsapi.db import changes, list_query, statements
 from itemsapi.db.database import Database
+from itemsapi.db.list_query import ListQuery
 from itemsapi.db.pool import StatementConnection, connection_options, use_orjson
-from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery
+from itemsapi.db.statements import WRITABLE_COLUMNS
 from itemsapi.errors import ItemsError, QueryTimeout
 
 NDJSON, CSV = "ndjson", "csv"
@@ -67,11 +68,11 @@ _TIMEOUT = (
 
 
 def export_sql(fmt: str, *shape: Any) -> sql.Composed:
-    """COPY of the list's query for a shape (statements.list_shape), without its limit.
+    """COPY of the list's query for a shape (list_query.list_shape), without its limit.
 
     The list's query stays a subquery with its LIMIT (NULL: no limit), which PostgreSQL neither
     flattens nor reorders; the outer SELECT only formats each row, in the subquery's order."""
-    inner = statements.list_sql(*shape)
+    inner = list_query.list_sql(*shape)
     if fmt == NDJSON:
         # One compact JSON object per row, members in the list's column order; timestamps as
         # PostgreSQL writes them in JSON, RFC 3339 in the session's UTC (`+00:00`): to_char's
@@ -85,7 +86,7 @@ def export_sql(fmt: str, *shape: Any) -> sql.Composed:
 
 
 def export_params(query: ListQuery) -> dict[str, Any]:
-    return {**statements.list_params(query), "limit": None}  # LIMIT NULL: every row
+    return {**list_query.list_params(query), "limit": None}  # LIMIT NULL: every row
 
 
 class _Stopped(Exception):
@@ -117,7 +118,7 @@ class Transfers:
         """The rows of the list's query (every page of it) as chunks of NDJSON or CSV (with a
         header), within the export time limit; how it ended is written to `end`. Closing the
         iterator early cancels the statement and closes its connection."""
-        statement = statements.text(export_sql, fmt, *statements.list_shape(query))
+        statement = statements.text(export_sql, fmt, *list_query.list_shape(query))
         params = export_params(query)
         stop_at = time.monotonic() + (self._export_seconds or math.inf)
         header = fmt == CSV

@@ -17,11 +17,9 @@ from itemsapi.errors import FieldError, ValidationFailed
 from itemsapi.web import idempotency
 from itemsapi.web.context import of
 from itemsapi.web.deps import deps
+from itemsapi.web.prefer import APPLIED, MINIMAL, PREFER, prefers_minimal
 from itemsapi.web.responses import json_response
 from itemsapi.web.schemas import validate_write
-
-PREFER = "Prefer"
-MINIMAL = "return=minimal"
 
 
 def create(data: list[Any], requested: idempotency.Requested | None) -> Response:
@@ -60,19 +58,11 @@ def _in_row(index: int, error: FieldError) -> FieldError:
     return FieldError(f"[{index}].{error.field}", error.message)
 
 
-def prefers_minimal(header: str | None) -> bool:
-    """Whether Prefer asks for return=minimal (RFC 7240: a list of preferences, any case)."""
-    if not header:
-        return False
-    preferences = (part.split(";")[0].strip().lower() for part in header.split(","))
-    return any(p.replace(" ", "") == MINIMAL for p in preferences)
-
-
 def _created(rows: list[dict[str, Any]], minimal: bool) -> Response:
     if not minimal:
         return json_response({"items": rows}, 201)
     # The rows are already {id, version}: the statement returned nothing else.
-    return json_response({"items": rows}, 201, headers={"Preference-Applied": MINIMAL})
+    return json_response({"items": rows}, 201, headers={APPLIED: MINIMAL})
 
 
 def _ids(rows: list[dict[str, Any]]) -> list[int]:

@@ -10,12 +10,14 @@ from werkzeug.routing import BaseConverter
 
 from itemsapi.cache.items import CachedItemRepository
 from itemsapi.db.pool import Row
+from itemsapi.errors import BadParameter
 from itemsapi.web import batch, idempotency, pagination
 from itemsapi.web.bodies import JSON, MERGE_PATCH, json_body
 from itemsapi.web.context import of
 from itemsapi.web.deps import deps
-from itemsapi.web.listing import parse_list_query
+from itemsapi.web.listing import LIST_PARAMETERS, parse_fields, parse_list_query
 from itemsapi.web.preconditions import parse_entity_tags
+from itemsapi.web.prefer import APPLIED, MINIMAL, PREFER, prefers_minimal
 from itemsapi.web.problems import ItemPathNotFound
 from itemsapi.web.responses import json_response
 from itemsapi.web.schemas import ITEM_ID_MAX, validate_patch, validate_write
@@ -81,24 +83,26 @@ def create_item() -> Response:
 
 
 def _created(item: Row) -> Response:
-    return _item_response(item, 201, Location=url_for(".get_item", item_id=item["id"]))
+    return _written(item, 201)
 
 
 @bp.get("/items/<item_id:item_id>")
 def get_item(item_id: int) -> Response:
     tags = parse_entity_tags("If-None-Match", request.headers.get("If-None-Match"))
+    fields = _fields_only()
     item, served = _items().get(item_id, _deadline())
-    tag = etag(item)
+    tag = etag(item)  # of the whole item, whatever fields are asked for
     if tags is not None and (tags.star or tag in tags.weak_values):
         return Response(status=304, headers={"ETag": f'"{tag}"', CACHE_HEADER: served})
-    return _item_response(item, **{CACHE_HEADER: served})
+    body = item if fields is None else _project(item, fields)
+    return json_response(body, headers={"ETag": f'"{tag}"', CACHE_HEADER: served})
 
 
 @bp.put("/items/<item_id:item_id>")
 def replace_item(item_id: int) -> Response:
     versions = _if_match(item_id)
     values = validate_write(json_body(JSON))
-    return _item_response(_items().replace(item_id, values, versions, _deadline(), by()))
+    return _written(_items().replace(item_id, values, versions, _deadline(), by()))
 
 
 @bp.patch("/items/<item_id:item_id>")
@@ -107,8 +111,8 @@ def patch_item(item_id: int) -> Response:
     requested = idempotency.requested()
     changes = validate_patch(json_body(MERGE_PATCH, JSON))
     if requested is None:
-        return _item_response(_items().patch(item_id, changes, versions, _deadline(), by=by()))
-    once = requested.once(_item_response, lambda item: (item["id"],))
+        return _written(_items().patch(item_id, changes, versions, _deadline(), by=by()))
+    once = requested.once(_written, lambda item: (item["id"],))
     return idempotency.respond(_items().patch(item_id, changes, versions, _deadline(), once, by()))
 
 
@@ -120,16 +124,25 @@ def delete_item(item_id: int) -> Response:
 
 @bp.get("/items")
 def list_items() -> Response:
-    query = parse_list_query(request.args)
+    prefer = request.headers.get(PREFER)
+    query = parse_list_query(request.args, prefer, allowed=LIST_PARAMETERS)
+    fields = parse_fields(request.args.get("fields"))
     page, served = _items().list(query, _deadline())
     sort = ("-" if query.descending else "") + query.sort
-    next_cursor = pagination.encode(sort, page.next_key) if page.next_key else None
+    next_cursor = None
+    if page.next_key:
+        next_cursor = pagination.encode(sort, page.next_key, query.filters)
     headers = {CACHE_HEADER: served}
     if next_cursor:
         args = {k: v for k, v in request.args.items() if k != "cursor"}
         next_url = url_for(".list_items", **args, cursor=next_cursor)
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return json_response({"items": page.items, "next_cursor": next_cursor}, headers=headers)
+    items = page.items if fields is None else [_project(item, fields) for item in page.items]
+    body: dict[str, Any] = {"items": items, "next_cursor": next_cursor}
+    if query.count is not None:
+        body["count"] = page.count
+        headers[APPLIED] = f"count={query.count}"
+    return json_response(body, headers=headers)
 
 
 @bp.after_request
@@ -151,8 +164,29 @@ def etag(item: Row) -> str:
     return f"{item['id']}-{item['version']}"
 
 
-def _item_response(item: Row, status: int = 200, **headers: str) -> Response:
-    return json_response(item, status, headers={"ETag": f'"{etag(item)}"', **headers})
+def _written(item: Row, status: int = 200) -> Response:
+    """A write's answer: the item, or with `Prefer: return=minimal` no body; either way its
+    ETag, and Location where a create or the missing body calls for it (201 for a create,
+    else 200 with the item, 204 without)."""
+    headers = {"ETag": f'"{etag(item)}"'}
+    minimal = prefers_minimal(request.headers.get(PREFER))
+    if status == 201 or minimal:
+        headers["Location"] = url_for(".get_item", item_id=item["id"])
+    if minimal:
+        headers[APPLIED] = MINIMAL
+        return Response(status=status if status == 201 else 204, headers=headers)
+    return json_response(item, status, headers=headers)
+
+
+def _fields_only() -> tuple[str, ...] | None:
+    """`fields=` of a single item's GET (other parameters are ignored, as they always were)."""
+    if len(request.args.getlist("fields")) > 1:
+        raise BadParameter("fields", "must be given at most once")
+    return parse_fields(request.args.get("fields"))
+
+
+def _project(item: Row, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {name: item[name] for name in fields}
 
 
 def _if_match(item_id: int) -> list[int] | None:

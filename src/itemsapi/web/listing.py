@@ -1,69 +1,118 @@
 """The list query's contract: the parameters GET /items takes, their bounds, and parsing them
-into a ListQuery. Every bad parameter is a BadParameter naming it (400); the OpenAPI document
-publishes the same bounds."""
+into a ListQuery. Every bad parameter is reported at once, each named (400); the OpenAPI
+document publishes the same bounds. Filters are filter_params.py's; the total asked for with
+`Prefer: count=...` (prefer.py) is part of the query, `fields=` is the view's."""
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
+from collections.abc import Callable
+from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from itemsapi.db.statements import SORT_KEYS, ListQuery
-from itemsapi.errors import BadParameter
+from itemsapi.db.filters import Filters
+from itemsapi.db.list_query import COUNTS, RELEVANCE, SORT_KEYS, ListQuery
+from itemsapi.errors import BadParameter, FieldError
+from itemsapi.web import filter_params as parse
 from itemsapi.web import pagination
-from itemsapi.web.schemas import PRICE_MAX, price_from_text
+from itemsapi.web.filter_params import ATTR_PREFIX
+from itemsapi.web.prefer import preferences
+from itemsapi.web.schemas import Item
 
-LIST_PARAMETERS = ("limit", "cursor", "sort", "q", "min_price", "max_price")
+# Each filter parameter and its parser; attr.<key> parameters join `attributes`.
+FILTERS: dict[str, Callable[[str], Any]] = {
+    "ids": parse.ids,
+    "q": parse.q,
+    "min_price": parse.price("min_price"),
+    "max_price": parse.price("max_price"),
+    "has_price": parse.has_price,
+    "min_quantity": parse.quantity("min_quantity"),
+    "max_quantity": parse.quantity("max_quantity"),
+    "created_from": parse.timestamp("created_from"),
+    "created_before": parse.timestamp("created_before"),
+    "updated_from": parse.timestamp("updated_from"),
+    "updated_before": parse.timestamp("updated_before"),
+    "search": parse.search,
+}
+LIST_PARAMETERS = ("limit", "cursor", "sort", *FILTERS, "attributes", "fields")
 SORT_CHOICES = tuple(SORT_KEYS) + tuple("-" + s for s in SORT_KEYS)
-LIMIT_DEFAULT, LIMIT_MAX, Q_MAX = 20, 100, 200
-# A cursor holds a sort key (a name of at most 200 characters) and an id, base64url-encoded:
-# well under this, which bounds what is decoded and parsed.
+ITEM_FIELDS = tuple(Item.model_fields)
+LIMIT_DEFAULT, LIMIT_MAX = 20, 100
+# A cursor holds a sort key (a name of at most 200 characters), an id and a digest of the
+# filters, base64url-encoded: well under this, which bounds what is decoded and parsed.
 CURSOR_MAX = 2048
-# The trigram index (items_name_trgm_idx) serves a substring search only through trigrams of
-# letters and digits: q needs three of them in a row, or it would scan the whole table.
-Q_MIN_RUN = 3
-_WORD_RUN = re.compile(rf"[^\W_]{{{Q_MIN_RUN}}}")
+FIELDS_MAX = 1024  # characters of fields=
 
 
-def parse_list_query(args: MultiDict[str, str]) -> ListQuery:
-    """The ListQuery a request's query string asks for; raises BadParameter."""
-    for name in args:
-        if name not in LIST_PARAMETERS:
-            raise BadParameter(name, f"is not a parameter; use {', '.join(LIST_PARAMETERS)}")
-        if len(args.getlist(name)) > 1:
-            raise BadParameter(name, "must be given at most once")
-    limit = _limit(args.get("limit"))
-    sort = args.get("sort", "id")
-    if sort not in SORT_CHOICES:
-        raise BadParameter("sort", f"must be one of {', '.join(SORT_CHOICES)}")
-    after = None
-    if args.get("cursor"):  # an empty cursor is no cursor, as an empty q is no filter
-        if len(args["cursor"]) > CURSOR_MAX:
-            raise BadParameter("cursor", "is not a cursor this API issued")
+def parse_list_query(
+    args: MultiDict[str, str], prefer: str | None = None, *, allowed: tuple[str, ...] = ()
+) -> ListQuery:
+    """The ListQuery a request's query string (and Prefer header) asks for; BadParameter naming
+    every bad parameter. `allowed`: the parameters taken, LIST_PARAMETERS less `fields`
+    unless given."""
+    allowed = allowed or tuple(p for p in LIST_PARAMETERS if p != "fields")
+    errors: list[FieldError] = []
+
+    def take(name: str, parser: Callable[[str], Any], default: Any = None) -> Any:
+        raw = args.get(name)
+        if raw is None or (raw == "" and name in ("q", "cursor")):  # empty: none, as ever
+            return default
         try:
-            after = pagination.decode(args["cursor"], sort)
-        except pagination.InvalidCursor as exc:
-            raise BadParameter("cursor", str(exc)) from None
-    q = args.get("q") or None
-    if q is not None and (len(q) > Q_MAX or "\x00" in q):
-        raise BadParameter("q", f"must be at most {Q_MAX} characters, without NUL")
-    if q is not None and not _WORD_RUN.search(q):
-        raise BadParameter("q", f"must contain {Q_MIN_RUN} letters or digits in a row")
+            return parser(raw)
+        except BadParameter as exc:
+            errors.extend(exc.errors)
+            return default
+
+    for name in args:
+        if name not in allowed and not name.startswith(ATTR_PREFIX):
+            errors.append(FieldError(name, f"is not a parameter; use {', '.join(allowed)}"))
+        elif len(args.getlist(name)) > 1:
+            errors.append(FieldError(name, "must be given at most once"))
+    limit = take("limit", _limit, LIMIT_DEFAULT)
+    sort = take("sort", _sort, "id")
+    values = {name: take(name, parser) for name, parser in FILTERS.items()}
+    values["attributes"] = take_attributes(args, errors)
+    take("fields", parse_fields)  # only checked here: the view applies it
+    filters = Filters(**values)
+    if sort.lstrip("-") == RELEVANCE and filters.search is None:
+        errors.append(FieldError("sort", "relevance ranks the matches of a search: add search="))
+    after = None
+    if not errors:
+        after = take("cursor", lambda raw: _cursor(raw, sort, filters))
+    if errors:
+        raise BadParameter.of(errors)
+    count = preferences(prefer).get("count")
     return ListQuery(
         limit=limit,
         sort=sort.lstrip("-"),
         descending=sort.startswith("-"),
         after=after,
-        q=q,
-        min_price=_price_bound("min_price", args.get("min_price")),
-        max_price=_price_bound("max_price", args.get("max_price")),
+        filters=filters,
+        count=count if count in COUNTS else None,
     )
 
 
-def _limit(raw: str | None) -> int:
+def take_attributes(args: MultiDict[str, str], errors: list[FieldError]) -> str | None:
+    try:
+        return parse.attributes(args.to_dict())
+    except BadParameter as exc:
+        errors.extend(exc.errors)
+        return None
+
+
+def parse_fields(raw: str | None) -> tuple[str, ...] | None:
+    """The item fields `fields=` asks for, in the item's order; None: every field."""
     if raw is None:
-        return LIMIT_DEFAULT
+        return None
+    names = raw.split(",") if len(raw) <= FIELDS_MAX else [""]
+    unknown = [name for name in names if name not in ITEM_FIELDS]
+    if unknown:
+        message = f"must name item fields, separated by commas: {', '.join(ITEM_FIELDS)}"
+        raise BadParameter("fields", message)
+    return tuple(name for name in ITEM_FIELDS if name in names)
+
+
+def _limit(raw: str) -> int:
     # The length first: int() of thousands of digits is slow, and refused past 4,300 of them.
     digits = len(raw) <= len(str(LIMIT_MAX)) and raw.isascii() and raw.isdigit()
     if not digits or not 1 <= int(raw) <= LIMIT_MAX:
@@ -71,11 +120,16 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _price_bound(name: str, raw: str | None) -> Decimal | None:
-    if raw is None:
-        return None
+def _sort(raw: str) -> str:
+    if raw not in SORT_CHOICES:
+        raise BadParameter("sort", f"must be one of {', '.join(SORT_CHOICES)}")
+    return raw
+
+
+def _cursor(raw: str, sort: str, filters: Filters) -> Any:
+    if len(raw) > CURSOR_MAX:
+        raise BadParameter("cursor", "is not a cursor this API issued")
     try:
-        return price_from_text(raw)
-    except ValueError:
-        message = f"must be a number from 0 to {PRICE_MAX} with at most two decimal places"
-        raise BadParameter(name, message) from None
+        return pagination.decode(raw, sort, filters)
+    except pagination.InvalidCursor as exc:
+        raise BadParameter("cursor", str(exc)) from None

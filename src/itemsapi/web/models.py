@@ -28,6 +28,9 @@ class ItemPage(Body):
 
     items: list[Item]
     next_cursor: str | None
+    count: int | None = Field(
+        default=None, ge=0, description="The total asked for with Prefer: count=... (only then)."
+    )
 
 
 class ImportResult(Body):

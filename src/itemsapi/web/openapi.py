@@ -15,15 +15,15 @@ from pydantic.json_schema import models_json_schema
 
 from itemsapi import __version__
 from itemsapi.config import Settings
-from itemsapi.web.idempotency import KEY_MAX, KEY_PATTERN
-from itemsapi.web.listing import (
-    CURSOR_MAX,
-    LIMIT_DEFAULT,
-    LIMIT_MAX,
+from itemsapi.web.filter_params import (
+    IDS_MAX,
     Q_MAX,
     Q_MIN_RUN,
-    SORT_CHOICES,
+    SEARCH_MAX,
+    TIME_TEXT_MAX,
 )
+from itemsapi.web.idempotency import KEY_MAX, KEY_PATTERN
+from itemsapi.web.listing import CURSOR_MAX, ITEM_FIELDS, LIMIT_DEFAULT, LIMIT_MAX, SORT_CHOICES
 from itemsapi.web.models import PUBLISHED
 from itemsapi.web.schemas import (
     ATTRIBUTES_MAX_DEPTH,
@@ -32,6 +32,7 @@ from itemsapi.web.schemas import (
     JSON_NUMBER_LIMIT,
     NO_NUL,
     PRICE_MAX,
+    QUANTITY_MAX,
     Item,
     ItemPatch,
     ItemWrite,
@@ -69,7 +70,48 @@ def parameter_schemas() -> dict[str, dict[str, Any]]:
         "cursor": {"type": "string", "maxLength": CURSOR_MAX},
         "min_price": price,
         "max_price": price,
+        **filter_schemas(),
         "Idempotency-Key": {"type": "string", "maxLength": KEY_MAX, "pattern": KEY_PATTERN},
+    }
+
+
+def filter_schemas() -> dict[str, dict[str, Any]]:
+    """The schemas of the list's filters, search and fields, from filter_params.py's bounds."""
+    quantity = {"type": "integer", "minimum": 0, "maximum": QUANTITY_MAX}
+    instant = {"type": "string", "format": "date-time", "maxLength": TIME_TEXT_MAX}
+    return {
+        "ids": {
+            "type": "string",
+            "pattern": f"^[1-9][0-9]{{0,18}}(,[1-9][0-9]{{0,18}}){{0,{IDS_MAX - 1}}}$",
+        },
+        "has_price": {"type": "boolean"},
+        "min_quantity": quantity,
+        "max_quantity": quantity,
+        **dict.fromkeys(
+            ("created_from", "created_before", "updated_from", "updated_before"), instant
+        ),
+        # A word of ASCII letters or digits not excluded by a leading `-` (filter_params.search
+        # takes any letter, in any script).
+        "search": {
+            "type": "string",
+            "maxLength": SEARCH_MAX,
+            "pattern": "^(?:[^\\u0000]*\\s)?"
+            "(?:[A-Za-z0-9]|[^\\s\\-\\u0000][^\\s\\u0000]*?[A-Za-z0-9])[^\\u0000]*$",
+        },
+        "fields": {
+            "type": "string",
+            "pattern": f"^({'|'.join(ITEM_FIELDS)})(,({'|'.join(ITEM_FIELDS)}))*$",
+        },
+    }
+
+
+def sparse_item_schema(item: dict[str, Any]) -> dict[str, Any]:
+    """An item with only the fields `fields=` asked for: Item's properties, none required."""
+    sparse = {key: value for key, value in item.items() if key != "required"}
+    return {
+        **sparse,
+        "title": "SparseItem",
+        "description": "An item's fields asked for by fields=.",
     }
 
 
@@ -80,7 +122,11 @@ def component_schemas() -> dict[str, Any]:
     definitions = generated["$defs"]
     published = {model.__name__ for model, _ in MODELS}
     parts = {name: definitions.pop(name) for name in set(definitions) - published}
-    return {**_finish(definitions, parts), **attributes_schemas(), "ItemBatch": batch_schema()}
+    schemas = _finish(definitions, parts)
+    schemas["SparseItem"] = sparse_item_schema(schemas["Item"])
+    page = schemas["ItemPage"]["properties"]["items"]
+    page["items"] = {"anyOf": [page["items"], {"$ref": f"{SCHEMA_REF}SparseItem"}]}
+    return {**schemas, **attributes_schemas(), "ItemBatch": batch_schema()}
 
 
 def batch_schema() -> dict[str, Any]:
@@ -186,6 +232,6 @@ def document() -> dict[str, Any]:
     spec["paths"].update(unversioned_paths(spec["paths"]))
     schemas = parameter_schemas()
     for parameter in _parameters(spec):
-        if "schema" not in parameter:
+        if "schema" not in parameter and "content" not in parameter:
             parameter["schema"] = schemas[parameter["name"]]
     return spec

@@ -25,7 +25,8 @@ import orjson
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import LengthRequired, NotAcceptable, UnsupportedMediaType
 
-from itemsapi.db import statements
+from itemsapi.db import list_query
+from itemsapi.db.filters import Filters
 from itemsapi.db.transfer import CSV, CSV_COLUMNS, NDJSON, ExportEnd
 from itemsapi.errors import BadParameter, BodyIncomplete, BodyTooLarge, ItemsError
 from itemsapi.web import import_rows, pagination
@@ -52,6 +53,8 @@ def export_items() -> Response:
     if media is None:
         raise NotAcceptable(f"an export is sent as {' or '.join(MEDIA_TYPES)}")
     query = parse_list_query(request.args)
+    if query.sort == list_query.RELEVANCE:
+        raise BadParameter("sort", "an export is sorted by a column, not by relevance")
     end = ExportEnd()
     chunks = deps().transfers.export(query, MEDIA_TYPES[media], end)
     # The connection and the COPY start here, so that a database that cannot answer gets a
@@ -61,7 +64,7 @@ def export_items() -> Response:
     release, context.release = context.release, None  # the stream gives the slot back
     context.streams = True
     sort = ("-" if query.descending else "") + query.sort
-    body = _Stream(first, chunks, end, MEDIA_TYPES[media], sort, release)
+    body = _Stream(first, chunks, end, MEDIA_TYPES[media], (sort, query.filters), release)
     mimetype = "text/csv" if media == "text/csv" else media
     return Response(body, mimetype=mimetype, headers={"Cache-Control": "no-store"})
 
@@ -72,8 +75,8 @@ class _Stream:
     ends the export and gives its slot back."""
 
     def __init__(
-        self, first: bytes, chunks: Iterator[bytes], end: ExportEnd, fmt: str, sort: str,
-        release: Callable[[], None] | None,
+        self, first: bytes, chunks: Iterator[bytes], end: ExportEnd, fmt: str,
+        sort: tuple[str, Filters], release: Callable[[], None] | None,
     ) -> None:  # fmt: skip
         self._first, self._chunks, self._end = first, chunks, end
         self._fmt, self._sort, self._release = fmt, sort, release
@@ -82,7 +85,7 @@ class _Stream:
         if self._first:
             yield self._first
         yield from self._chunks
-        yield end_marker(self._end, self._fmt, self._sort)
+        yield end_marker(self._end, self._fmt, *self._sort)
 
     def close(self) -> None:
         try:
@@ -92,7 +95,7 @@ class _Stream:
                 self._release()
 
 
-def end_marker(end: ExportEnd, fmt: str, sort: str) -> bytes:
+def end_marker(end: ExportEnd, fmt: str, sort: str, filters: Filters | None = None) -> bytes:
     """The export's last line: complete, or cut off (why, how many rows, and a cursor that
     resumes after the last row sent, for GET /v1/items/export?cursor=...)."""
     marker: dict[str, Any] = {"complete": end.complete, "rows": end.rows}
@@ -100,8 +103,8 @@ def end_marker(end: ExportEnd, fmt: str, sort: str) -> bytes:
         marker["reason"] = end.reason or "unknown"
         if end.last_row is not None:
             row = _row(end.last_row, fmt)
-            key = statements.sort_key(row, sort.lstrip("-"))
-            marker["next_cursor"] = pagination.encode(sort, key)
+            key = list_query.sort_key(row, sort.lstrip("-"))
+            marker["next_cursor"] = pagination.encode(sort, key, filters or Filters())
     if fmt == NDJSON:
         return orjson.dumps({"export": marker}) + b"\n"
     words = ["complete" if end.complete else "incomplete", f"rows={end.rows}"]
