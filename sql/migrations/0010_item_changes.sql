@@ -54,9 +54,9 @@ DECLARE
     gone_ids bigint[];
     gone_versions bigint[];
 BEGIN
-    IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+    IF TG_OP = 'INSERT' THEN
         INSERT INTO item_changes (tx, item_id, version, operation, changed_by, item)
-        SELECT greatest(own, last.tx), n.id, n.version, lower(TG_OP), who,
+        SELECT greatest(own, last.tx), n.id, n.version, 'insert', who,
                jsonb_build_object(
                    'id', n.id, 'name', n.name, 'description', n.description, 'price', n.price,
                    'quantity', n.quantity, 'attributes', n.attributes, 'version', n.version,
@@ -64,6 +64,24 @@ BEGIN
           FROM new_rows AS n
           LEFT JOIN LATERAL (SELECT c.tx FROM item_changes AS c WHERE c.item_id = n.id
                               ORDER BY c.seq DESC LIMIT 1) AS last ON true
+         ORDER BY n.id;
+    ELSIF TG_OP = 'UPDATE' THEN
+        -- Only rows whose published columns changed: rewriting search_vector alone (0009's
+        -- backfill, a new ITEMSAPI_SEARCH_CONFIG) changes nothing a client sees.
+        INSERT INTO item_changes (tx, item_id, version, operation, changed_by, item)
+        SELECT greatest(own, last.tx), n.id, n.version, 'update', who,
+               jsonb_build_object(
+                   'id', n.id, 'name', n.name, 'description', n.description, 'price', n.price,
+                   'quantity', n.quantity, 'attributes', n.attributes, 'version', n.version,
+                   'created_at', n.created_at, 'updated_at', n.updated_at)
+          FROM new_rows AS n
+          JOIN old_rows AS o ON o.id = n.id
+          LEFT JOIN LATERAL (SELECT c.tx FROM item_changes AS c WHERE c.item_id = n.id
+                              ORDER BY c.seq DESC LIMIT 1) AS last ON true
+         WHERE (n.name, n.description, n.price, n.quantity, n.attributes, n.version,
+                n.created_at, n.updated_at)
+               IS DISTINCT FROM (o.name, o.description, o.price, o.quantity, o.attributes,
+                                 o.version, o.created_at, o.updated_at)
          ORDER BY n.id;
     ELSE
         -- A DELETE's old rows, or for a TRUNCATE (BEFORE, so they are still there) every row.
@@ -95,7 +113,7 @@ CREATE TRIGGER items_changes_insert AFTER INSERT ON items
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION itemsapi_record_item_changes();
 CREATE TRIGGER items_changes_update AFTER UPDATE ON items
-    REFERENCING NEW TABLE AS new_rows
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION itemsapi_record_item_changes();
 CREATE TRIGGER items_changes_delete AFTER DELETE ON items
     REFERENCING OLD TABLE AS old_rows
