@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    AwareDatetime,
     BeforeValidator,
     Field,
     ValidationError,
@@ -21,7 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from itemsapi.config_values import describe, lower, none_word, upper
+from itemsapi.config_values import describe, http_date, lower, none_word, origin_list, upper
 from itemsapi.database_url import check as check_database_url
 from itemsapi.database_url import with_password
 
@@ -136,6 +137,13 @@ class Settings(BaseSettings):
     # A token naming a key id the cached JWKS lacks refetches it at most this often.
     jwt_jwks_refresh_seconds: Positive = 30.0
 
+    # CORS (web/cors.py): exact origins, comma-separated, or `*` (not with credentials); "": off.
+    cors_credentials: bool = False
+    cors_origins: str = ""
+    cors_max_age: Annotated[int, Field(ge=0, le=86400)] = 600  # seconds a preflight is reused
+    unversioned: bool = True  # the deprecated paths from before /v1 (web/deprecation.py)
+    unversioned_sunset: Annotated[AwareDatetime | None, BeforeValidator(http_date)] = None
+
     def __init__(self, **values: Any) -> None:
         # One error for every bad value at once, each named by the variable that sets it.
         try:
@@ -184,6 +192,11 @@ class Settings(BaseSettings):
         if value < max(1, info.data.get("pool_min_size", 0)):
             raise ValueError(f"must be >= 1 and >= {env_name('pool_min_size')}")
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str, info: ValidationInfo) -> str:
+        return origin_list(value, info.data.get("cors_credentials", False))
 
     @field_validator("jwt_algorithms")
     @classmethod
