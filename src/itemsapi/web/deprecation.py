@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 from prometheus_client import Counter
@@ -24,6 +25,7 @@ OTHER = "other"
 # Principals a worker counts by name; any more are counted as "other", so that a crowd of JWT
 # subjects cannot mint series without bound.
 MAX_PRINCIPALS = 200
+MAX_SERIES = 4 * MAX_PRINCIPALS  # (route, principal) pairs whose series a worker keeps at hand
 
 UNVERSIONED_REQUESTS = Counter(
     "itemsapi_unversioned_requests_total",
@@ -42,6 +44,8 @@ class Deprecation:
     def __init__(self, settings: Settings) -> None:
         self._sunset = sunset_date(settings.unversioned_sunset)
         self._principals: set[str] = set()
+        # The labelled series each (rule, principal) feeds, looked up once (see metrics.py).
+        self._counters: dict[tuple[str | None, str | None], Any] = {}
         self._lock = threading.Lock()
 
     def init_app(self, app: Flask, items: Blueprint) -> None:
@@ -53,22 +57,30 @@ class Deprecation:
     def mark(self, response: Response) -> Response:
         """Each answers as before, saying it is deprecated (and until when) and naming the /v1
         path that succeeds it (RFC 8594's Link relation)."""
-        successor = VERSION_PREFIX + request.full_path.rstrip("?")
-        response.headers["Deprecation"] = "true"
+        current = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        headers = response.headers
+        headers.add("Deprecation", "true")
         if self._sunset is not None:
-            response.headers["Sunset"] = self._sunset
-        response.headers.add("Link", f'<{successor}>; rel="successor-version"')
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        principal = self._label(of(request.environ).principal)
-        UNVERSIONED_REQUESTS.labels(route_template(rule), principal).inc()
+            headers.add("Sunset", self._sunset)
+        headers.add(
+            "Link", f'<{VERSION_PREFIX}{current.full_path.rstrip("?")}>; rel="successor-version"'
+        )
+        rule = current.url_rule.rule if current.url_rule is not None else None
+        key = (rule, of(current.environ).principal)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = UNVERSIONED_REQUESTS.labels(route_template(rule), self._label(key[1]))
+            if len(self._counters) < MAX_SERIES:  # past the named principals: looked up anew
+                self._counters[key] = counter
+        counter.inc()
         return response
 
     def _label(self, principal: str | None) -> str:
         if principal is None:
             return ANONYMOUS
-        if principal in self._principals:
-            return principal
         with self._lock:
+            if principal in self._principals:
+                return principal
             if len(self._principals) >= MAX_PRINCIPALS:
                 return OTHER
             self._principals.add(principal)

@@ -23,37 +23,36 @@ PRIVATE = ("Cache-Control", "private, no-cache")
 NO_STORE = ("Cache-Control", "no-store")
 REVALIDATE = ("Cache-Control", "no-cache")
 VARY_AUTHORIZATION = ("Vary", "Authorization")
-PROBLEM = "application/problem+json"
+ITEM_PREFIXES = ("/v1/items", "/items")
+# Paths whose answers choose their own Cache-Control (an export is never stored).
+OWN_CHOICE = frozenset({"/v1/items/export"})
 # Paths whose answer must never be kept: the probes and the scrape.
 UNSTORED_PATHS = frozenset({"/live", "/ready", "/health", "/metrics"})
-ITEM_PREFIXES = ("/v1/items", "/items")
 REVALIDATED_PATHS = frozenset({"/docs", "/openapi.json"})
 
 Headers = list[tuple[str, str]]
-AddHeaders = Callable[[dict[str, Any], Headers], None]
+AddHeaders = Callable[[dict[str, Any], str, Headers], None]
 
 
 def safe_headers(authenticated: bool, docs_policy: str) -> AddHeaders:
-    """The function that adds them to a response's headers, given the request's environ."""
+    """The function that adds them to a response's headers, given the request's environ and
+    the response's status line. Every 4xx and 5xx is a problem (web/problems.py)."""
     item_headers = [PRIVATE, VARY_AUTHORIZATION] if authenticated else [PRIVATE]
     csp = ("Content-Security-Policy", docs_policy)
 
-    def add(environ: dict[str, Any], headers: Headers) -> None:
+    def add(environ: dict[str, Any], status: str, headers: Headers) -> None:
         headers.append(NOSNIFF)
         path = environ.get("PATH_INFO", "")
-        if path == "/docs":
-            headers.append(csp)
-        for name, value in headers:
-            if name == "Cache-Control":
-                return  # the view's own choice (an export's no-store, the assets' max-age)
-            if name == "Content-Type" and value == PROBLEM:
-                headers.append(NO_STORE)
-                return
-        if path.startswith(ITEM_PREFIXES):
-            headers.extend(item_headers)
+        if status[0] in "45":
+            headers.append(NO_STORE)
+        elif path.startswith(ITEM_PREFIXES):
+            if path not in OWN_CHOICE:
+                headers.extend(item_headers)
         elif path in UNSTORED_PATHS:
             headers.append(NO_STORE)
         elif path in REVALIDATED_PATHS:
             headers.append(REVALIDATE)
+            if path == "/docs":
+                headers.append(csp)
 
     return add

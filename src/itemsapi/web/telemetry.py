@@ -62,7 +62,7 @@ class RequestTelemetry:
             if status.startswith(_BODILESS) or ("Content-Length", "0") in headers:
                 headers = [h for h in headers if h[0] != "Content-Type"]
             headers.append((REQUEST_ID_HEADER, current))
-            add_headers(environ, headers)
+            add_headers(environ, status, headers)
             status_line, response_headers = status, headers
             rule = _matched_rule(environ)
             return start_response(status, headers, exc_info)
