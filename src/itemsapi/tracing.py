@@ -72,7 +72,8 @@ def start(environ: Mapping[str, str] | None = None) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES; the worker's pid tells the workers apart.
+    resource = Resource.create({"process.pid": os.getpid()})
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         resource = resource.merge(Resource({"service.name": SERVICE_NAME}))
     provider = TracerProvider(resource=resource)  # OTEL_TRACES_SAMPLER and its argument
