@@ -23,6 +23,8 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from itemsapi.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Whether this process traces: set by start(), read by every hook before it does anything.
@@ -35,8 +37,8 @@ SERVICE_NAME = "itemsapi"
 DB_ATTRIBUTES = {"db.system.name": "postgresql"}
 
 
-class TracingConfigError(ValueError):
-    """The OTEL_* variables ask for something this build cannot do."""
+class TracingConfigError(ConfigError):
+    """The OTEL_* variables ask for something this build cannot do (refused at start)."""
 
 
 def exporters(environ: Mapping[str, str]) -> list[str]:
@@ -47,7 +49,7 @@ def exporters(environ: Mapping[str, str]) -> list[str]:
     named = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if not named:
         endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        return ["otlp"] if any(environ.get(name, "").strip() for name in endpoints) else []
+        named = "otlp" if any(environ.get(name, "").strip() for name in endpoints) else ""
     chosen = [name.strip() for name in named.split(",") if name.strip() not in ("", "none")]
     unknown = [name for name in chosen if name not in EXPORTERS]
     if unknown:
