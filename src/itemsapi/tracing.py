@@ -138,12 +138,12 @@ class RequestSpan:
     def finish(self, route: str, status: int, principal: str | None, cache: str | None) -> None:
         span = self.span
         span.update_name(f"{self._method} {route}")
-        span.set_attribute("http.route", route)
-        span.set_attribute("http.response.status_code", status)
+        attributes: dict[str, Any] = {"http.route": route, "http.response.status_code": status}
         if principal is not None:
-            span.set_attribute("enduser.id", principal)
+            attributes["enduser.id"] = principal
         if cache is not None:
-            span.set_attribute("itemsapi.cache", cache)
+            attributes["itemsapi.cache"] = cache
+        span.set_attributes(attributes)  # one call: each takes the span's lock
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         span.end()
