@@ -10,8 +10,9 @@ from flask import Flask
 from itemsapi import jsonlog
 from itemsapi.config import ConfigError, Settings
 from itemsapi.services import Services
-from itemsapi.web import changes, docs, items, ops, probes, problems, telemetry, transfer
+from itemsapi.web import changes, cors, docs, items, ops, probes, problems, telemetry, transfer
 from itemsapi.web.admission import Admission
+from itemsapi.web.deprecation import Deprecation
 from itemsapi.web.deps import Deps, install
 from itemsapi.web.responses import OrjsonProvider
 
@@ -45,13 +46,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     install(app, deps)
     problems.init_app(app)
     Admission(settings, services.enforcer).init_app(app)
-    telemetry.init_app(app)
+    cors.init_app(app, settings)  # inside telemetry: preflights are logged and counted too
+    telemetry.init_app(app, settings)
     # Before the items blueprint: /v1/items/export is not an item's path.
     app.register_blueprint(transfer.bp, url_prefix=items.VERSION_PREFIX)
     app.register_blueprint(items.bp, url_prefix=items.VERSION_PREFIX)
     app.register_blueprint(changes.bp, url_prefix=items.VERSION_PREFIX)
-    # The paths from before /v1, answering as they always have, marked deprecated.
-    app.register_blueprint(items.bp, name=items.UNVERSIONED)
+    if settings.unversioned:  # the paths from before /v1, as they always were, deprecated
+        Deprecation(settings).init_app(app, items.bp)
     app.register_blueprint(probes.bp)
     app.register_blueprint(docs.bp)
     for blueprint in ops.BLUEPRINTS:

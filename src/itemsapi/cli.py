@@ -9,6 +9,7 @@ so that stdout holds only what they print for a script."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import TypeVar
 import click
 import psycopg
 
-from itemsapi import jsonlog, transfer_cli
+from itemsapi import jsonlog, tracing, transfer_cli
 from itemsapi.auth import dev_key, keys
 from itemsapi.config import ConfigError, Settings, env_name
 from itemsapi.db import migrations
@@ -36,6 +37,7 @@ T = TypeVar("T")
 def _settings(**overrides: object) -> Settings:
     try:
         settings = Settings.from_env()
+        tracing.exporters(os.environ)  # OTEL_* asking for what cannot be exported: refused now
         return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

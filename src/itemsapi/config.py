@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
+    AwareDatetime,
     BeforeValidator,
     Field,
     ValidationError,
@@ -21,9 +23,18 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from itemsapi.config_values import describe, lower, none_word, upper
+from itemsapi.config_values import (
+    algorithms_from,
+    describe,
+    http_date,
+    lower,
+    none_word,
+    one_of,
+    origin_list,
+    upper,
+)
 from itemsapi.database_url import check as check_database_url
-from itemsapi.database_url import with_password
+from itemsapi.database_url import with_password_from
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Signature algorithms a JWT may use: asymmetric only, so that the JWKS (public keys) can never
@@ -59,7 +70,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".itemsapi")
     environment: str = "development"
-    log_level: Annotated[str, BeforeValidator(upper)] = "INFO"
+    log_level: Annotated[str, BeforeValidator(upper), AfterValidator(one_of(LOG_LEVELS))] = "INFO"
 
     # Pool sizing and timeouts (seconds). One pool per server process.
     pool_min_size: Annotated[int, Field(ge=0)] = 2
@@ -139,10 +150,18 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_jwks_url: str | None = None
-    jwt_algorithms: str = "RS256,ES256"  # comma-separated allow-list, asymmetric only
+    # A comma-separated allow-list, asymmetric only.
+    jwt_algorithms: Annotated[str, AfterValidator(algorithms_from(JWT_ALGORITHMS))] = "RS256,ES256"
     jwt_scope_claim: str = "scope"  # space-separated string (or a list) of scopes
     # A token naming a key id the cached JWKS lacks refetches it at most this often.
     jwt_jwks_refresh_seconds: Positive = 30.0
+
+    # CORS (web/cors.py): exact origins, comma-separated, or `*` (not with credentials); "": off.
+    cors_credentials: bool = False
+    cors_origins: str = ""
+    cors_max_age: Annotated[int, Field(ge=0, le=86400)] = 600  # seconds a preflight is reused
+    unversioned: bool = True  # the deprecated paths from before /v1 (web/deprecation.py)
+    unversioned_sunset: Annotated[AwareDatetime | None, BeforeValidator(http_date)] = None
 
     def __init__(self, **values: Any) -> None:
         # One error for every bad value at once, each named by the variable that sets it.
@@ -165,25 +184,14 @@ class Settings(BaseSettings):
     def _password_from_file(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
-        file = values.get("database_password_file")
+        file_field = "database_password_file"
+        file = values.get(file_field)
         url = values.get("database_url") or values.get(DATABASE_URL)
         if not file or not url:
             return values
-        try:
-            password = Path(file).read_text().rstrip("\r\n")
-        except OSError as exc:
-            name = env_name("database_password_file")
-            raise ValueError(f"{name}: cannot read {exc.filename}: {exc.strerror}") from None
         values = {k: v for k, v in values.items() if k != DATABASE_URL}
-        values["database_url"] = with_password(url, password)
+        values["database_url"] = with_password_from(url, Path(file), env_name(file_field))
         return values
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value not in LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-        return value
 
     @field_validator("pool_max_size")
     @classmethod
@@ -193,13 +201,10 @@ class Settings(BaseSettings):
             raise ValueError(f"must be >= 1 and >= {env_name('pool_min_size')}")
         return value
 
-    @field_validator("jwt_algorithms")
+    @field_validator("cors_origins")
     @classmethod
-    def _asymmetric_algorithms(cls, value: str) -> str:
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        if not names or not set(names) <= JWT_ALGORITHMS:
-            raise ValueError(f"must list algorithms from {', '.join(sorted(JWT_ALGORITHMS))}")
-        return ",".join(names)
+    def _origins(cls, value: str, info: ValidationInfo) -> str:
+        return origin_list(value, info.data.get("cors_credentials", False))
 
     @model_validator(mode="after")
     def _jwt_settings_given(self) -> Settings:

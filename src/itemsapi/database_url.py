@@ -3,6 +3,7 @@ in a file (a Docker or Kubernetes secret) so that the URL itself carries none.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import psycopg
@@ -31,3 +32,13 @@ def with_password(url: str, password: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}").geturl()
+
+
+def with_password_from(url: str, file: Path, variable: str) -> str:
+    """`url` with the password kept in `file` (its last line break dropped); ValueError, naming
+    the `variable` that named the file, when it cannot be read."""
+    try:
+        password = file.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {exc.filename}: {exc.strerror}") from None
+    return with_password(url, password)

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
+from itemsapi import tracing
+
 FORMAT = "%(levelname)s %(name)s %(process)d %(message)s"
 RENAMED = {"levelname": "level", "name": "logger", "process": "pid"}
 
@@ -31,13 +33,18 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds request_id to every record logged while a request is being handled."""
+    """Adds request_id to every record logged while a request is being handled, and the trace
+    and span ids while it is traced (tracing.py)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             current = request_id.get()
             if current is not None:
                 record.request_id = current
+        if tracing.enabled and not hasattr(record, "trace_id"):
+            ids = tracing.current_ids()
+            if ids is not None:
+                record.__dict__.update(ids)
         return True
 
 

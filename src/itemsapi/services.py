@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from psycopg_pool import ConnectionPool, NullConnectionPool
 
-from itemsapi import metrics
+from itemsapi import metrics, tracing
 from itemsapi.auth.enforce import Authenticate, Enforcer
 from itemsapi.auth.keys import KeyStore
 from itemsapi.auth.scopes import Policy
@@ -146,6 +146,7 @@ class Services:
 
     def open(self) -> None:
         metrics.check_mode()
+        tracing.start()  # here, in the worker that serves: its exporter thread is its own
         # Don't wait for the database: the API serves /live and answers 503 until it answers.
         self.pool.open(wait=False)
         self.transfer_pool.open()
@@ -177,6 +178,7 @@ class Services:
         self.pool.close()
         self.ring.close()
         metrics.retire_process()
+        tracing.stop()  # sends the spans still queued
 
 
 def _authenticator(

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql as pgsql
 
 from tests.deploy.pgadmin_harness import Browser, PgAdmin, servers_json, write_passfile
-from tests.e2e.test_docs_page import CHROMIUM_FLAGS, chromium
+from tests.e2e.browser import FLAGS, chromium
 from tests.helpers import Cluster, apply_baseline, free_port
 
 pytestmark = pytest.mark.slow
@@ -200,7 +200,7 @@ class PasswordFields(HTMLParser):
 def test_chromium_opens_pgadmin_with_no_login_and_no_password_prompt(stack, tmp_path):
     screenshot = tmp_path / "pgadmin.png"
     result = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+        [chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
          "--window-size=1280,800", "--virtual-time-budget=20000", f"--screenshot={screenshot}",
          "--dump-dom", f"{stack.pgadmin.url}/browser/"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -52,7 +52,7 @@ class App:
         problems.init_app(self.flask)
         enforcer = Enforcer(Policy(settings), authenticate if secured else None)
         Admission(settings, enforcer).init_app(self.flask)
-        telemetry.init_app(self.flask)
+        telemetry.init_app(self.flask, settings)
         bp = Blueprint("items", __name__)
         bp.add_url_rule("/v1/items/1", "item", self.view, methods=["GET", "POST"])
         self.flask.register_blueprint(bp)

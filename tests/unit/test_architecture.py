@@ -22,6 +22,7 @@ LAYERS = [
         "jsonlog",
         "metrics",
         "strict_json",
+        "tracing",
         "__init__",
     },
     {"db"},

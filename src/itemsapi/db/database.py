@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TypeVar
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, NullConnectionPool, PoolTimeout
 
+from itemsapi import tracing
 from itemsapi.db.pool import ConnectionEvents, StatementConnection
 from itemsapi.errors import (
     Conflict,
@@ -62,6 +63,11 @@ class Database:
         with self.connection(_wait(deadline)) as conn:
             return work(conn)
 
+    def _checkout(self, timeout: float | None) -> AbstractContextManager[Any]:
+        if tracing.enabled and tracing.in_request():
+            return _traced_checkout(self._pool, timeout)
+        return self._pool.connection(timeout=timeout)
+
     def stats(self) -> dict[str, int]:
         return self._pool.get_stats()
 
@@ -88,7 +94,7 @@ class Database:
         """A pooled connection, waiting at most `timeout` (None: the pool's timeout)."""
         conn = None
         try:
-            with self._pool.connection(timeout=timeout) as conn:
+            with self._checkout(timeout) as conn:
                 yield conn
         except PoolTimeout as exc:
             raise DatabaseUnavailable("no database connection available", "pool_timeout") from exc
@@ -108,6 +114,19 @@ class Database:
             if conn is not None and conn.closed:
                 raise _ConnectionLost(str(exc)) from exc
             raise DatabaseUnavailable(str(exc)) from exc
+
+
+@contextmanager
+def _traced_checkout(pool: ConnectionPool, timeout: float | None) -> Iterator[Any]:
+    """pool.connection() with its wait in a span of its own: getconn, the connection's
+    transaction context, putconn, as psycopg_pool's connection() does them."""
+    with tracing.pool_wait(pool.name):
+        conn = pool.getconn(timeout=timeout)
+    try:
+        with conn:
+            yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def _wait(deadline: float | None) -> float | None:

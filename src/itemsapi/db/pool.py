@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import ConnectionPool
 
+from itemsapi import tracing
 from itemsapi.config import Settings
 
 Row = dict[str, Any]
@@ -126,4 +127,8 @@ class StatementConnection(psycopg.Connection[Row]):
         cursor = self._statements
         if cursor is None or cursor.closed:
             cursor = self._statements = self.cursor()
+        if tracing.enabled and tracing.in_request():
+            text = query if isinstance(query, str) else query.as_string(self)
+            with tracing.statement(text):
+                return cursor.execute(query, params)
         return cursor.execute(query, params)

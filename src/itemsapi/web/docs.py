@@ -3,12 +3,16 @@ the page works offline, nothing is fetched from a CDN)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
+from itemsapi.web.deprecation import sunset_date
+from itemsapi.web.deps import deps
 from itemsapi.web.openapi import document
 from itemsapi.web.responses import json_response
 
@@ -24,13 +28,31 @@ PAGE = """<!doctype html>
 <body>
   <div id="swagger-ui"></div>
   <script src="/docs/static/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
-                                 persistAuthorization: true});
-  </script>
+  <script>{start}</script>
 </body>
 </html>
 """
+START = """
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+                                 persistAuthorization: true});
+"""
+# The page's Content-Security-Policy (sent by web/headers.py): scripts are Swagger UI's bundle
+# and the one inline starter above, by its hash; its requests go to this server only. Swagger
+# UI sets style attributes and inline styles, and draws its icons from data: URLs.
+_START_HASH = base64.b64encode(hashlib.sha256(START.encode()).digest()).decode()
+DOCS_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        f"script-src 'self' 'sha256-{_START_HASH}'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 
 @cache
@@ -40,12 +62,13 @@ def _swagger_ui_assets() -> Path:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return json_response(document())
+    settings = deps().settings
+    return json_response(document(settings.unversioned, sunset_date(settings.unversioned_sunset)))
 
 
 @bp.get("/docs")
 def page() -> Response:
-    return Response(PAGE, mimetype="text/html")
+    return Response(PAGE.format(start=START), mimetype="text/html")
 
 
 @bp.get("/docs/static/<path:filename>")

@@ -25,8 +25,8 @@ from itemsapi.web.schemas import ITEM_ID_MAX, validate_patch, validate_write
 bp = Blueprint("items", __name__)
 
 VERSION_PREFIX = "/v1"
-# The app registers this blueprint twice: under /v1, and as it was before /v1 under this name.
-UNVERSIONED = "unversioned"
+# The app registers this blueprint twice: under /v1, and as it was before /v1 (unless switched
+# off), under another name (web/deprecation.py).
 
 _ETAG = re.compile(r"(?P<id>[0-9]{1,19})-(?P<version>[0-9]{1,18})")
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
@@ -143,17 +143,6 @@ def list_items() -> Response:
         body["count"] = page.count
         headers[APPLIED] = f"count={query.count}"
     return json_response(body, headers=headers)
-
-
-@bp.after_request
-def mark_unversioned(response: Response) -> Response:
-    """The unversioned paths answer as before, saying they are deprecated and naming the /v1
-    path that succeeds each one (RFC 8594's Link relation)."""
-    if request.blueprint == UNVERSIONED:
-        successor = VERSION_PREFIX + request.full_path.rstrip("?")
-        response.headers["Deprecation"] = "true"
-        response.headers.add("Link", f'<{successor}>; rel="successor-version"')
-    return response
 
 
 # --- helpers ------------------------------------------------------------------------------

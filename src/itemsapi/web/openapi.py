@@ -197,9 +197,10 @@ def _parameters(document: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def unversioned_paths(paths: dict[str, Any]) -> dict[str, Any]:
+def unversioned_paths(paths: dict[str, Any], sunset: str | None = None) -> dict[str, Any]:
     """The /v1 item paths again without the prefix, as served before /v1: deprecated, with
-    operation ids of their own, and each response carrying Deprecation and the successor Link."""
+    operation ids of their own, and each response carrying Deprecation and the successor Link
+    (and Sunset, with the date they end in each operation's description, when there is one)."""
     copies = {}
     for path, path_item in paths.items():
         if not path.startswith("/v1/") or path in V1_ONLY:
@@ -210,12 +211,18 @@ def unversioned_paths(paths: dict[str, Any]) -> dict[str, Any]:
                 continue
             operation["operationId"] += UNVERSIONED_SUFFIX
             operation["deprecated"] = True
+            if sunset is not None:
+                ending = f"Deprecated: this path stops answering on {sunset} (Sunset)."
+                operation["description"] = f"{ending}\n\n{operation.get('description', '')}"
+                operation["x-sunset"] = sunset
             for response in operation["responses"].values():
                 if "$ref" in response:  # a shared response: its headers are shared too
                     continue
                 headers = response.setdefault("headers", {})
                 headers["Deprecation"] = {"$ref": "#/components/headers/Deprecation"}
                 headers["Link"] = {"$ref": "#/components/headers/Successor"}
+                if sunset is not None:
+                    headers["Sunset"] = {"$ref": "#/components/headers/Sunset"}
                 for link in response.get("links", {}).values():
                     link["operationId"] += UNVERSIONED_SUFFIX
         copies[path.removeprefix("/v1")] = path_item
@@ -223,13 +230,15 @@ def unversioned_paths(paths: dict[str, Any]) -> dict[str, Any]:
 
 
 @cache
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document (built once per process)."""
+def document(unversioned: bool = True, sunset: str | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once per process and arguments): with the unversioned
+    paths unless they are switched off, and the date they end (an HTTP-date) if one is set."""
     text = resources.files("itemsapi.web").joinpath("openapi.yaml").read_text(encoding="utf-8")
     spec = yaml.safe_load(text)
     spec["info"] = {"title": spec["info"].pop("title"), "version": __version__, **spec["info"]}
     spec["components"] = {"schemas": component_schemas(), **spec["components"]}
-    spec["paths"].update(unversioned_paths(spec["paths"]))
+    if unversioned:
+        spec["paths"].update(unversioned_paths(spec["paths"], sunset))
     schemas = parameter_schemas()
     for parameter in _parameters(spec):
         if "schema" not in parameter and "content" not in parameter:

@@ -18,9 +18,14 @@ from typing import Any
 
 from flask import Flask
 
-from itemsapi import metrics
+from itemsapi import metrics, tracing
+from itemsapi.config import Settings
 from itemsapi.jsonlog import access_log, request_id, write_access_line
 from itemsapi.web.context import ENVIRON_KEY, RequestContext
+from itemsapi.web.cors import PREFLIGHT_ROUTE
+from itemsapi.web.docs import DOCS_POLICY
+from itemsapi.web.headers import safe_headers
+from itemsapi.web.items import CACHE_HEADER
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Statuses that never have a body (RFC 9110 15.3.5, 15.4.5): no Content-Type either.
@@ -30,13 +35,15 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 WSGIApp = Any  # (environ, start_response) -> iterable of bytes
 
 
-def init_app(app: Flask) -> None:
-    app.wsgi_app = RequestTelemetry(app.wsgi_app)  # type: ignore[method-assign]
+def init_app(app: Flask, settings: Settings) -> None:
+    add_headers = safe_headers(settings.auth != "off", DOCS_POLICY)
+    app.wsgi_app = RequestTelemetry(app.wsgi_app, add_headers)  # type: ignore[method-assign]
 
 
 class RequestTelemetry:
-    def __init__(self, wsgi_app: WSGIApp) -> None:
+    def __init__(self, wsgi_app: WSGIApp, add_headers: Any) -> None:
         self.wsgi_app = wsgi_app
+        self._add_headers = add_headers
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -44,15 +51,18 @@ class RequestTelemetry:
         current = supplied if _SANE_REQUEST_ID.fullmatch(supplied) else _new_request_id()
         context = environ[ENVIRON_KEY] = RequestContext(current)
         token = request_id.set(current)
+        traced = tracing.RequestSpan(environ) if tracing.enabled else None
         status_line: str | None = None
         response_headers: list[tuple[str, str]] = []
         rule: str | None = None
+        add_headers = self._add_headers
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             nonlocal status_line, response_headers, rule
             if status.startswith(_BODILESS) or ("Content-Length", "0") in headers:
                 headers = [h for h in headers if h[0] != "Content-Type"]
             headers.append((REQUEST_ID_HEADER, current))
+            add_headers(environ, status, headers)
             status_line, response_headers = status, headers
             rule = _matched_rule(environ)
             return start_response(status, headers, exc_info)
@@ -60,7 +70,7 @@ class RequestTelemetry:
         def record() -> None:
             if status_line is not None:
                 seconds = time.perf_counter() - started
-                _record(environ, rule, status_line, response_headers, seconds, context)
+                _record(environ, rule, status_line, response_headers, seconds, context, traced)
 
         try:
             body = self.wsgi_app(environ, start)
@@ -69,6 +79,8 @@ class RequestTelemetry:
             return _whole(body)
         finally:
             request_id.reset(token)
+            if traced is not None:
+                traced.detach()
             if not context.streams:
                 record()
 
@@ -114,31 +126,38 @@ def _matched_rule(environ: dict[str, Any]) -> str | None:
     # Flask unregisters it when the request ends, after the response has started.
     request = environ.get("werkzeug.request")
     url_rule = getattr(request, "url_rule", None)
-    return url_rule.rule if url_rule is not None else None
+    if url_rule is None:
+        return environ.get(PREFLIGHT_ROUTE)  # answered before Flask (web/cors.py), or None
+    return url_rule.rule
 
 
 def _record(
     environ: dict[str, Any], rule: str | None, status_line: str,
     headers: list[tuple[str, str]], seconds: float, context: RequestContext,
+    traced: tracing.RequestSpan | None,
 ) -> None:  # fmt: skip
     method = environ.get("REQUEST_METHOD", "")
     status = int(status_line[:3])
     metrics.observe_request(method, rule, status, seconds)
+    if traced is not None:
+        served = next((value for name, value in headers if name == CACHE_HEADER), None)
+        traced.finish(metrics.route_template(rule), status, context.principal, served)
     if not access_log.isEnabledFor(logging.INFO):
         return
     size = next((value for name, value in headers if name == "Content-Length"), None)
-    write_access_line(
-        {
-            "method": method,
-            "path": _path(environ),
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": context.request_id,
-            "remote_addr": environ.get("REMOTE_ADDR"),
-            "principal": context.principal,
-            "response_size": int(size) if size is not None else None,
-        }
-    )
+    fields = {
+        "method": method,
+        "path": _path(environ),
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+        "request_id": context.request_id,
+        "remote_addr": environ.get("REMOTE_ADDR"),
+        "principal": context.principal,
+        "response_size": int(size) if size is not None else None,
+    }
+    if traced is not None:
+        fields.update(traced.ids())
+    write_access_line(fields)
 
 
 def _path(environ: dict[str, Any]) -> str:

@@ -66,7 +66,9 @@ def export_items() -> Response:
     sort = ("-" if query.descending else "") + query.sort
     body = _Stream(first, chunks, end, MEDIA_TYPES[media], (sort, query.filters), release)
     mimetype = "text/csv" if media == "text/csv" else media
-    return Response(body, mimetype=mimetype, headers={"Cache-Control": "no-store"})
+    # Its type is chosen by Accept: caches must keep one answer per Accept.
+    headers = {"Cache-Control": "no-store", "Vary": "Accept"}
+    return Response(body, mimetype=mimetype, headers=headers)
 
 
 class _Stream:
