@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -49,6 +50,21 @@ def test_export_sends_every_item_as_the_api_shows_it_then_a_complete_marker(clie
         }
         for moment in ("created_at", "updated_at"):  # the same instant, RFC 3339 either way
             assert datetime.fromisoformat(sent[moment]) == datetime.fromisoformat(shown[moment])
+
+
+def test_an_ndjson_line_is_the_item_as_postgresql_writes_it_in_json_byte_for_byte(client):
+    name = 'tab\t"q" back\\slash é\u0001 ☃'
+    attributes = {"k": "a\nb", "z": [1.5, None]}
+    item = create_item(client, name=name, description="", price=1000000, quantity=0,
+                       attributes=attributes)  # fmt: skip
+    line = client.get("/v1/items/export").data.split(b"\n")[0].decode()
+    fields, moments = line.split(',"created_at":', 1)
+    assert fields == (
+        f'{{"id":{item["id"]},"name":"tab\\t\\"q\\" back\\\\slash é\\u0001 ☃","description":"",'
+        '"price":1000000,"quantity":0,"attributes":{"k": "a\\nb", "z": [1.5, null]},"version":1'
+    )
+    stamp = r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00"'
+    assert re.fullmatch(f'{stamp},"updated_at":{stamp}}}', moments)
 
 
 def test_export_applies_the_lists_filters_and_sort_order(client):

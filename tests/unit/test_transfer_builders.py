@@ -23,10 +23,10 @@ def built(fmt: str, query: ListQuery = QUERY) -> str:
     return export_sql(fmt, *statements.list_shape(query)).as_string()
 
 
-def test_an_export_is_one_copy_of_the_lists_query_with_its_values_as_parameters():
+def test_an_export_is_one_statement_of_the_lists_query_with_its_values_as_parameters():
     text = built(NDJSON)
-    assert text.startswith("COPY (SELECT row_to_json(r)::text FROM (SELECT ")
-    assert text.endswith(") TO STDOUT (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+    assert text.startswith("SELECT convert_to(row_to_json(r)::text, 'UTF8') FROM (SELECT ")
+    assert text.endswith(") AS r")
     assert "ORDER BY COALESCE(price, -1) DESC, id DESC LIMIT %(limit)s" in text
     assert "name ILIKE %(q)s" in text
     assert "price >= %(min_price)s" in text

@@ -1,9 +1,13 @@
 """Streaming export and import of items in bounded memory, the same code for the HTTP views and
 the CLI. Nothing here knows about HTTP.
 
-- Export is one `COPY (the list's query) TO STDOUT`: one statement, so one snapshot, however
-  long it streams; PostgreSQL formats every row (no Python object per row), and rows arrive one
-  CopyData message each, gathered here into chunks of about CHUNK_BYTES.
+- Export is one statement, so one snapshot, however long it streams, and PostgreSQL formats
+  every row. CSV is `COPY (the list's query) TO STDOUT`, its rows arriving one CopyData message
+  each. NDJSON is the list's query with each row made a JSON line by PostgreSQL (row_to_json),
+  sent as bytes (bytea in binary: taken as they are) and received STREAM_ROWS rows at a time
+  (libpq's chunked rows, psycopg's Cursor.stream): a third less of this process's CPU per row
+  than reading one COPY message per row (docs/performance.md, "Export and import"). Either is
+  gathered here into chunks of about CHUNK_BYTES.
 - Import is one `COPY items (...) FROM STDIN` inside a transaction: the rows go straight into
   the table (no staging table, no second pass), the table's own constraints still apply, and
   anything that goes wrong before the commit (a bad row, a cut connection, a timeout) rolls all
@@ -19,10 +23,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
+from psycopg.rows import scalar_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import NullConnectionPool
 
@@ -36,6 +42,9 @@ from itemsapi.errors import ItemsError, QueryTimeout
 NDJSON, CSV = "ndjson", "csv"
 FORMATS = (NDJSON, CSV)
 CHUNK_BYTES = 64 * 1024  # what one chunk of an export gathers before it is handed on
+# NDJSON rows libpq gathers before handing them on: this many rows are held at once (an item can
+# be as large as ITEMSAPI_MAX_BODY_BYTES), and one step per this many rows is all it saves.
+STREAM_ROWS = 32
 CSV_COLUMNS = (
     "id", "name", "description", "price", "quantity", "attributes", "version", "created_at",
     "updated_at",
@@ -48,13 +57,11 @@ _COLUMNS = sql.SQL(
     + _TIME.format("r.created_at") + " AS created_at, "
     + _TIME.format("r.updated_at") + " AS updated_at"
 )  # fmt: skip
-# NDJSON goes out as CSV of one column quoted with a byte JSON text never holds raw (PostgreSQL
-# writes control characters in JSON strings as \u escapes): PostgreSQL then sends each JSON text
-# exactly as it is, one line per row. Text format would double every backslash in it.
-_COPY_OPTIONS = {
-    NDJSON: sql.SQL("(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"),
-    CSV: sql.SQL("(FORMAT csv, HEADER)"),
-}
+# One compact JSON object per row, members in the list's column order; timestamps as PostgreSQL
+# writes them in JSON, RFC 3339 in the session's UTC (`+00:00`): to_char's `Z`, as the CSV has
+# it, would double what the database spends on each row. JSON text holds no raw newline
+# (PostgreSQL writes control characters in strings as \u escapes): one line per row.
+NDJSON_LINE = "row_to_json(r)::text"
 _IMPORT = sql.SQL("COPY items ({}) FROM STDIN").format(
     sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS))
 )
@@ -67,21 +74,17 @@ _TIMEOUT = (
 
 
 def export_sql(fmt: str, *shape: Any) -> sql.Composed:
-    """COPY of the list's query for a shape (statements.list_shape), without its limit.
+    """The list's query for a shape (statements.list_shape), without its limit, as NDJSON lines
+    (a query of one bytea column) or as CSV (a COPY).
 
     The list's query stays a subquery with its LIMIT (NULL: no limit), which PostgreSQL neither
     flattens nor reorders; the outer SELECT only formats each row, in the subquery's order."""
     inner = statements.list_sql(*shape)
-    if fmt == NDJSON:
-        # One compact JSON object per row, members in the list's column order; timestamps as
-        # PostgreSQL writes them in JSON, RFC 3339 in the session's UTC (`+00:00`): to_char's
-        # `Z`, as the CSV has it, would double what the database spends on each row.
-        rows = sql.SQL("SELECT row_to_json(r)::text FROM ({}) AS r").format(inner)
-    else:
-        rows = sql.SQL("SELECT {} FROM ({}) AS r").format(_COLUMNS, inner)
-    return sql.SQL("COPY ({rows}) TO STDOUT {options}").format(
-        rows=rows, options=_COPY_OPTIONS[fmt]
-    )
+    if fmt == NDJSON:  # each line's UTF-8 bytes, which a binary bytea arrives as
+        line = sql.SQL("convert_to({}, 'UTF8')").format(sql.SQL(NDJSON_LINE))
+        return sql.SQL("SELECT {} FROM ({}) AS r").format(line, inner)
+    rows = sql.SQL("SELECT {} FROM ({}) AS r").format(_COLUMNS, inner)
+    return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(rows)
 
 
 def export_params(query: ListQuery) -> dict[str, Any]:
@@ -120,31 +123,24 @@ class Transfers:
         statement = statements.text(export_sql, fmt, *statements.list_shape(query))
         params = export_params(query)
         stop_at = time.monotonic() + (self._export_seconds or math.inf)
-        header = fmt == CSV
+        read = _lines if fmt == NDJSON else _copied
         sent = False  # trouble before the first chunk is the caller's to answer
         try:
             with self._db.connection() as conn, conn.transaction():
                 _set_timeout(conn, self._export_seconds)
-                with conn.cursor() as cursor, cursor.copy(statement, params) as copy:
-                    buffer = bytearray()
-                    for data in copy:
-                        buffer += data
-                        if header:
-                            header = False
-                        else:
-                            end.rows += 1
-                            end.last_row = data
-                        if len(buffer) >= CHUNK_BYTES:
-                            yield bytes(buffer)
-                            sent = True
-                            buffer.clear()
-                            if time.monotonic() >= stop_at:
-                                end.reason = "time-limit"
-                                # Leaving by an error, psycopg cancels the COPY on the server
-                                # (leaving quietly would not), then the transaction rolls back.
-                                raise _Stopped
-                    if buffer:
-                        yield bytes(buffer)
+                cursor = conn.cursor(row_factory=scalar_row)  # NDJSON's rows: one value each
+                with cursor, closing(read(cursor, statement, params)) as chunks:
+                    for chunk, rows, last_row in chunks:
+                        # Counted as sent: a chunk lost to an error below was never counted.
+                        end.rows += rows
+                        end.last_row = last_row if rows else end.last_row
+                        yield chunk
+                        sent = True
+                        if time.monotonic() >= stop_at:
+                            end.reason = "time-limit"
+                            # Leaving by an error, psycopg cancels the statement on the server
+                            # (leaving quietly would not), then the transaction rolls back.
+                            raise _Stopped
                     end.complete = True
         except _Stopped:
             pass
@@ -177,6 +173,48 @@ class Transfers:
         announce = statements.text(statements.announce_statement)
         with self._db.connection() as conn:
             conn.run(announce, {"ids": None, "origin": origin})
+
+
+Chunks = Iterator[tuple[bytes, int, bytes | None]]  # (chunk, its rows, the last of them)
+
+
+def _lines(cursor: Any, statement: str, params: dict[str, Any]) -> Chunks:
+    """NDJSON: the statement's rows, each one line's bytes, in chunks."""
+    lines: list[bytes] = []
+    size = 0
+    rows = cursor.stream(statement, params, binary=True, size=STREAM_ROWS)
+    with closing(rows):  # closed early: psycopg cancels the statement
+        for line in rows:
+            lines.append(line)
+            size += len(line)
+            if size >= CHUNK_BYTES:
+                yield _joined(lines)
+                lines, size = [], 0
+    if lines:
+        yield _joined(lines)
+
+
+def _joined(lines: list[bytes]) -> tuple[bytes, int, bytes]:
+    last = lines[-1]
+    lines.append(b"")  # for the last line's newline
+    return b"\n".join(lines), len(lines) - 1, last
+
+
+def _copied(cursor: Any, statement: str, params: dict[str, Any]) -> Chunks:
+    """CSV: the COPY's messages, a header then one row each, in chunks."""
+    buffer = bytearray()
+    rows, last_row = -1, None  # the header is no row
+    with cursor.copy(statement, params) as copy:
+        for data in copy:
+            buffer += data
+            rows += 1
+            last_row = data
+            if len(buffer) >= CHUNK_BYTES:
+                yield bytes(buffer), rows, last_row
+                buffer.clear()
+                rows = 0
+    if buffer:
+        yield bytes(buffer), rows, last_row
 
 
 def _set_timeout(conn: StatementConnection, seconds: float | None) -> None:
