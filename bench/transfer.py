@@ -38,8 +38,8 @@ from bench.product import new_token
 from bench.run import database_url, free_port, stop, wait_for
 from itemsapi.auth.scopes import SCOPES
 from itemsapi.db import migrations, statements
+from itemsapi.db.export_rows import CSV, NDJSON, NDJSON_LINE, export_sql
 from itemsapi.db.statements import ListQuery
-from itemsapi.db.transfer import CSV, NDJSON, NDJSON_LINE, export_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = {"ndjson": NDJSON, "csv": CSV}

@@ -11,8 +11,9 @@ import pytest
 
 from itemsapi import strict_json
 from itemsapi.db import statements
+from itemsapi.db.export_rows import CSV, NDJSON, export_params, export_sql
 from itemsapi.db.statements import ListQuery
-from itemsapi.db.transfer import _IMPORT, CSV, NDJSON, export_params, export_sql
+from itemsapi.db.transfer import _IMPORT
 from itemsapi.errors import ImportInvalid
 from itemsapi.web import import_rows
 

@@ -1,13 +1,8 @@
 """Streaming export and import of items in bounded memory, the same code for the HTTP views and
 the CLI. Nothing here knows about HTTP.
 
-- Export is one statement, so one snapshot, however long it streams, and PostgreSQL formats
-  every row. CSV is `COPY (the list's query) TO STDOUT`, its rows arriving one CopyData message
-  each. NDJSON is the list's query with each row made a JSON line by PostgreSQL (row_to_json),
-  sent as bytes (bytea in binary: taken as they are) and received STREAM_ROWS rows at a time
-  (libpq's chunked rows, psycopg's Cursor.stream): a third less of this process's CPU per row
-  than reading one COPY message per row (docs/performance.md, "Export and import"). Either is
-  gathered here into chunks of about CHUNK_BYTES.
+- Export is one statement (db/export_rows.py: its SQL and how its rows are read), so one
+  snapshot, however long it streams; PostgreSQL formats every row.
 - Import is one `COPY items (...) FROM STDIN` inside a transaction: the rows go straight into
   the table (no staging table, no second pass), the table's own constraints still apply, and
   anything that goes wrong before the commit (a bad row, a cut connection, a timeout) rolls all
@@ -35,52 +30,11 @@ from psycopg_pool import NullConnectionPool
 from itemsapi.config import Settings
 from itemsapi.db import statements
 from itemsapi.db.database import Database
+from itemsapi.db.export_rows import NDJSON, copied, export_params, export_sql, lines
 from itemsapi.db.pool import StatementConnection, connection_options, use_orjson
 from itemsapi.db.statements import WRITABLE_COLUMNS, ListQuery
 from itemsapi.errors import ItemsError, QueryTimeout
 
-NDJSON, CSV = "ndjson", "csv"
-FORMATS = (NDJSON, CSV)
-CHUNK_BYTES = 64 * 1024  # what one chunk of an export gathers before it is handed on
-# NDJSON rows libpq gathers before handing them on: this many rows are held at once (an item can
-# be as large as ITEMSAPI_MAX_BODY_BYTES), and one step per this many rows is all it saves.
-STREAM_ROWS = 32
-CSV_COLUMNS = (
-    "id", "name", "description", "price", "quantity", "attributes", "version", "created_at",
-    "updated_at",
-)  # fmt: skip
-
-# RFC 3339 in UTC with microseconds and a Z (as the API writes them), for the CSV.
-_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-_COLUMNS = sql.SQL(
-    "r.id, r.name, r.description, r.price, r.quantity, r.attributes, r.version, "
-    + _TIME.format("r.created_at") + " AS created_at, "
-    + _TIME.format("r.updated_at") + " AS updated_at"
-)  # fmt: skip
-# One compact JSON object per row: row_to_json(r) of the list's row, byte for byte (members in
-# the list's column order; timestamps as PostgreSQL writes them in JSON, RFC 3339 in the
-# session's UTC, `+00:00`: to_char's `Z`, as the CSV has it, would double what the database
-# spends on each row). It is built member by member, each written as row_to_json writes it,
-# which costs PostgreSQL a sixth less per row: row_to_json looks up how to write each column
-# again for every row. A test holds the two equal for every kind of value. JSON text holds no
-# raw newline (PostgreSQL writes control characters in strings as \u escapes): a line per row.
-_MEMBERS = (
-    ("id", "{}"), ("name", "to_json({})"), ("description", "to_json({})"),
-    ("price", "COALESCE(to_json({})::text, 'null')"),  # float8, or NULL
-    ("quantity", "{}"), ("attributes", "{}"), ("version", "{}"),
-    ("created_at", "to_json({})"), ("updated_at", "to_json({})"),
-)  # fmt: skip
-NDJSON_LINE = sql.SQL(" || ").join(
-    [
-        part
-        for n, (column, written) in enumerate(_MEMBERS)
-        for part in (
-            sql.Literal(("{" if n == 0 else ",") + f'"{column}":'),
-            sql.SQL(written).format(sql.Identifier("r", column)),
-        )
-    ]
-    + [sql.Literal("}")]
-)
 _IMPORT = sql.SQL("COPY items ({}) FROM STDIN").format(
     sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS))
 )
@@ -90,24 +44,6 @@ _IMPORT = sql.SQL("COPY items ({}) FROM STDIN").format(
 _TIMEOUT = (
     "SELECT set_config('statement_timeout', %(ms)s, true), set_config('TimeZone', 'UTC', true)"
 )
-
-
-def export_sql(fmt: str, *shape: Any) -> sql.Composed:
-    """The list's query for a shape (statements.list_shape), without its limit, as NDJSON lines
-    (a query of one bytea column) or as CSV (a COPY).
-
-    The list's query stays a subquery with its LIMIT (NULL: no limit), which PostgreSQL neither
-    flattens nor reorders; the outer SELECT only formats each row, in the subquery's order."""
-    inner = statements.list_sql(*shape)
-    if fmt == NDJSON:  # each line's UTF-8 bytes, which a binary bytea arrives as
-        line = sql.SQL("convert_to({}, 'UTF8')").format(NDJSON_LINE)
-        return sql.SQL("SELECT {} FROM ({}) AS r").format(line, inner)
-    rows = sql.SQL("SELECT {} FROM ({}) AS r").format(_COLUMNS, inner)
-    return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(rows)
-
-
-def export_params(query: ListQuery) -> dict[str, Any]:
-    return {**statements.list_params(query), "limit": None}  # LIMIT NULL: every row
 
 
 class _Stopped(Exception):
@@ -142,7 +78,7 @@ class Transfers:
         statement = statements.text(export_sql, fmt, *statements.list_shape(query))
         params = export_params(query)
         stop_at = time.monotonic() + (self._export_seconds or math.inf)
-        read = _lines if fmt == NDJSON else _copied
+        read = lines if fmt == NDJSON else copied
         sent = False  # trouble before the first chunk is the caller's to answer
         try:
             with self._db.connection() as conn, conn.transaction():
@@ -192,48 +128,6 @@ class Transfers:
         announce = statements.text(statements.announce_statement)
         with self._db.connection() as conn:
             conn.run(announce, {"ids": None, "origin": origin})
-
-
-Chunks = Iterator[tuple[bytes, int, bytes | None]]  # (chunk, its rows, the last of them)
-
-
-def _lines(cursor: Any, statement: str, params: dict[str, Any]) -> Chunks:
-    """NDJSON: the statement's rows, each one line's bytes, in chunks."""
-    lines: list[bytes] = []
-    size = 0
-    rows = cursor.stream(statement, params, binary=True, size=STREAM_ROWS)
-    with closing(rows):  # closed early: psycopg cancels the statement
-        for line in rows:
-            lines.append(line)
-            size += len(line)
-            if size >= CHUNK_BYTES:
-                yield _joined(lines)
-                lines, size = [], 0
-    if lines:
-        yield _joined(lines)
-
-
-def _joined(lines: list[bytes]) -> tuple[bytes, int, bytes]:
-    last = lines[-1]
-    lines.append(b"")  # for the last line's newline
-    return b"\n".join(lines), len(lines) - 1, last
-
-
-def _copied(cursor: Any, statement: str, params: dict[str, Any]) -> Chunks:
-    """CSV: the COPY's messages, a header then one row each, in chunks."""
-    buffer = bytearray()
-    rows, last_row = -1, None  # the header is no row
-    with cursor.copy(statement, params) as copy:
-        for data in copy:
-            buffer += data
-            rows += 1
-            last_row = data
-            if len(buffer) >= CHUNK_BYTES:
-                yield bytes(buffer), rows, last_row
-                buffer.clear()
-                rows = 0
-    if buffer:
-        yield bytes(buffer), rows, last_row
 
 
 def _set_timeout(conn: StatementConnection, seconds: float | None) -> None:
