@@ -86,7 +86,8 @@ class Transfers:
                 cursor = conn.cursor(row_factory=scalar_row)  # NDJSON's rows: one value each
                 with cursor, closing(read(cursor, statement, params)) as chunks:
                     for chunk, rows, last_row in chunks:
-                        # Counted as sent: a chunk lost to an error below was never counted.
+                        # Counted as they are handed on: rows still being gathered when an
+                        # error ends the export were never sent, and the marker must not name them.
                         end.rows += rows
                         end.last_row = last_row if rows else end.last_row
                         yield chunk
