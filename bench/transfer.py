@@ -8,8 +8,12 @@ In one run, on a fresh itemsapi_bench database (DATABASE_URL's server, or the em
 4. empties it, imports the NDJSON with `itemsapi import`, timed;
 5. exports every row with GET /v1/items/export (curl, to /dev/null), as NDJSON and as CSV,
    best of --repeat, against psql running the same COPY to /dev/null, and reads each worker's
-   peak resident set (VmHWM) afterwards.
-Prints the figures as one JSON object. A benchmark, not a test: it asserts nothing.
+   peak resident set (VmHWM) afterwards;
+6. checks at that size what tests/e2e/test_transfer.py checks at a fifth of it (too slow for the
+   suite): an NDJSON export read whole has every row once, in order, and its complete marker;
+   an import whose line N-1 is bad stores nothing and its 422 names that line; an import whose
+   connection is cut halfway stores nothing.
+Prints the figures as one JSON object, the checks' outcomes among them; exits 1 if one failed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,13 +32,14 @@ from pathlib import Path
 
 import orjson
 import psycopg
+from psycopg import sql
 
 from bench.product import new_token
 from bench.run import database_url, free_port, stop, wait_for
 from itemsapi.auth.scopes import SCOPES
 from itemsapi.db import list_query, migrations
+from itemsapi.db.export_rows import CSV, NDJSON, NDJSON_LINE, export_sql
 from itemsapi.db.list_query import ListQuery
-from itemsapi.db.transfer import CSV, NDJSON, export_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = {"ndjson": NDJSON, "csv": CSV}
@@ -61,6 +67,71 @@ def write_files(rows: int, folder: Path) -> tuple[Path, Path]:
                  orjson.dumps(item["attributes"]).decode()]
             )  # fmt: skip
     return ndjson, table
+
+
+def psql_copy(fmt: str) -> str:
+    """psql's \\copy of what an export of every item sends (NDJSON: the same lines, as COPY sends
+    text unchanged), to /dev/null."""
+    shape = list_query.list_shape(ListQuery())
+    if fmt == CSV:
+        copy = export_sql(CSV, *shape).as_string().removeprefix("COPY ")
+        copy = copy.replace(" TO STDOUT", " TO '/dev/null'")
+    else:
+        lines = sql.SQL("SELECT {} FROM ({}) AS r").format(NDJSON_LINE, list_query.list_sql(*shape))
+        copy = (
+            f"({lines.as_string()}) TO '/dev/null' (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+        )
+    return "\\copy " + copy.replace("%(limit)s", "NULL")
+
+
+def with_bad_line(ndjson: Path, line: int) -> Path:
+    """A copy of the import file whose line `line` (from 1) breaks a POST's rules."""
+    bad = ndjson.with_name("bad.ndjson")
+    with ndjson.open("rb") as source, bad.open("wb") as target:
+        for number, text in enumerate(source, 1):
+            target.write(b'{"name": "bad", "quantity": -1}\n' if number == line else text)
+    return bad
+
+
+def export_has_every_row_once(base: str, auth: list[str], rows: int) -> bool:
+    """An NDJSON export read whole: ids 1..rows, each once, in order, then a complete marker."""
+    export = subprocess.Popen(
+        ["curl", "-sf", *auth, "-H", "Accept: application/x-ndjson", f"{base}/v1/items/export"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    expected, marker = 1, None
+    for line in export.stdout:
+        if line.startswith(b'{"id":'):  # the id is the first member: no need to parse the rest
+            if int(line[6 : line.index(b",")]) != expected:
+                export.kill()
+                return False
+            expected += 1
+        else:
+            marker = orjson.loads(line)
+    export.wait()
+    return expected == rows + 1 and marker == {"export": {"complete": True, "rows": rows}}
+
+
+def import_cut_halfway(base: str, token: str, ndjson: Path) -> None:
+    """POST the import's head and half its body, then close the connection."""
+    size = ndjson.stat().st_size
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock, ndjson.open("rb") as body:
+        sock.sendall(
+            f"POST /v1/items/import HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}"
+            f"\r\nContent-Type: application/x-ndjson\r\nContent-Length: {size}\r\n\r\n".encode()
+        )
+        sent = 0
+        while sent < size // 2:
+            chunk = body.read(1 << 20)
+            sock.sendall(chunk)
+            sent += len(chunk)
+        time.sleep(1)
+
+
+def count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM items").fetchone()[0]
 
 
 def timed(command: list[str], **kwargs: object) -> float:
@@ -127,13 +198,29 @@ def main() -> None:
                        f"{base}/v1/items/export"]  # fmt: skip
             seconds = min(timed(command) for _ in range(args.repeat))
             figures[f"export_{fmt}_rows_s"] = round(args.rows / seconds)
-            # The same COPY by psql to /dev/null: what PostgreSQL alone takes to send it.
-            statement = export_sql(FORMATS[fmt], *list_query.list_shape(ListQuery()))
-            copy = statement.as_string().replace("%(limit)s", "NULL")
-            copy = "\\copy " + copy.removeprefix("COPY ").replace(" TO STDOUT", " TO '/dev/null'")
+            # The same rows by psql to /dev/null: what PostgreSQL alone takes to send them.
+            copy = psql_copy(FORMATS[fmt])
             seconds = min(timed([psql(), url, "-qc", copy]) for _ in range(args.repeat))
             figures[f"psql_copy_out_{fmt}_rows_s"] = round(args.rows / seconds)
         figures["worker_peak_rss_mib"] = peak_rss_mib(server.pid)
+        checks = figures["checks"] = {}
+        checks["export_every_row_once"] = export_has_every_row_once(base, auth, args.rows)
+        bad = with_bad_line(ndjson, args.rows - 1)
+        started = time.perf_counter()
+        answer = subprocess.run(
+            ["curl", "-s", *auth, "-H", "Content-Type: application/x-ndjson",
+             "--data-binary", f"@{bad}", f"{base}/v1/items/import"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        figures["import_bad_line_seconds"] = round(time.perf_counter() - started, 1)
+        errors = orjson.loads(answer).get("errors")
+        checks["bad_line_named"] = [(e["line"], e["field"]) for e in errors or []] == [
+            (args.rows - 1, "quantity")
+        ]
+        checks["bad_line_stores_nothing"] = count(url) == args.rows
+        import_cut_halfway(base, token, ndjson)
+        time.sleep(2)  # the server notices the connection gone and rolls back
+        checks["cut_import_stores_nothing"] = count(url) == args.rows
         figures["import_vs_psql"] = round(
             figures["import_http_rows_s"] / figures["psql_copy_rows_s"],
             2,  # type: ignore[operator]
@@ -142,6 +229,8 @@ def main() -> None:
         stop(server)
         shutil.rmtree(folder)
     print(json.dumps(figures))
+    if not all(figures.get("checks", {}).values()):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

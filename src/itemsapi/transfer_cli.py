@@ -20,7 +20,8 @@ from werkzeug.datastructures import MultiDict
 
 from itemsapi.config import Settings
 from itemsapi.db.database import Database
-from itemsapi.db.transfer import CHUNK_BYTES, FORMATS, NDJSON, ExportEnd, Transfers, transfer_pool
+from itemsapi.db.export_rows import CHUNK_BYTES, FORMATS, NDJSON
+from itemsapi.db.transfer import ExportEnd, Transfers, transfer_pool
 from itemsapi.errors import ImportInvalid, ItemsError
 from itemsapi.web import import_rows
 from itemsapi.web.listing import parse_list_query

@@ -4,6 +4,9 @@ under a write load: the balancer routes around it, every acknowledged write is s
 only failures are POSTs that reached the dying replica (the policy in topology.py: a POST that
 reached a replica is never retried elsewhere, since it may have been stored).
 
+Clients that retry every POST with its Idempotency-Key through the balancer while a replica is
+killed with writes committed and not yet answered get every acknowledged item stored exactly once.
+
 With the read cache on (each replica LISTENs on a direct connection, as a pooler in transaction
 mode cannot carry LISTEN), a write through one replica is read through the other within the
 cache's published bound."""
@@ -19,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.retrying import RetryingClients, assert_stored_once, commits_held, held_commits
 from tests.e2e.test_pgbouncer import BEHIND_POOLER
 from tests.e2e.topology import APP_ROLE, HAProxy, PgBouncer, prepare_database
 from tests.helpers import TOKENS, Cluster, free_port, http, item_payload, wait_until
@@ -47,6 +51,7 @@ CLIENTS = 4  # concurrent writers: the most POSTs a replica can have in flight a
 LOAD_SECONDS = 4.0
 KILL_AFTER = 1.5
 MAX_REQUESTS = 4000  # a bound on the loop, whatever the speed
+RETRYING_CLIENTS = 6
 
 
 @pytest.fixture
@@ -129,6 +134,33 @@ def test_killing_a_replica_under_writes_loses_no_acknowledged_write(topology, re
     assert any(at > killed_at + 1 for at in acknowledged.values()), "no write after the kill"
     # and the survivor alone answers through the balancer from now on
     assert http("POST", f"{balancer.url}/v1/items", item_payload()).status == 201
+
+
+def test_retrying_with_keys_through_a_replica_kill_stores_every_item_once(
+    topology, record_property
+):
+    cluster, balancer, replicas = topology
+    wait_until(lambda: http("GET", f"{balancer.url}/ready").status == 200, 10, "the balancer")
+    with RetryingClients(balancer.url, RETRYING_CLIENTS) as clients:
+        clients.wait_for_more(100)
+        # Every client's write committed and unanswered: the balancer's round robin has sent
+        # some of them to the replica about to die. (A held commit outlasting the role's
+        # statement_timeout is let go and answered: the wait is retried until all are held.)
+        with commits_held(cluster.url) as admin:
+            wait_until(lambda: len(held_commits(admin)) == RETRYING_CLIENTS, 10,
+                       "every client's commit", interval=0.01)  # fmt: skip
+            os.killpg(replicas[0].process.pid, signal.SIGKILL)
+            _when_refused(replicas[0].url)
+        clients.wait_for_more(100)
+
+    stored = assert_stored_once(cluster.url, clients.acknowledged)
+    figures = {"acknowledged": len(clients.acknowledged), "stored": stored, **clients.outcomes}
+    record_property("idempotent_retries_replica_kill", figures)
+    print(f"idempotent retries through a replica kill: {figures}")
+    # The balancer answered 502 for the POSTs the dead replica had committed, and their
+    # retries, sent to the survivor, were answered from the stored responses.
+    assert clients.outcomes["502"] >= 1
+    assert clients.outcomes["201 replayed"] >= 1
 
 
 def test_a_write_through_one_replica_is_read_through_the_other_within_the_bound(topology):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -17,6 +18,8 @@ from flask.testing import FlaskClient
 
 from itemsapi.app import close_app, create_app
 from itemsapi.auth.scopes import SCOPES
+from itemsapi.db import statements
+from itemsapi.db.statements import ListQuery
 from itemsapi.web import admission
 from tests.helpers import create_item, create_key, item_payload
 
@@ -49,6 +52,45 @@ def test_export_sends_every_item_as_the_api_shows_it_then_a_complete_marker(clie
         }
         for moment in ("created_at", "updated_at"):  # the same instant, RFC 3339 either way
             assert datetime.fromisoformat(sent[moment]) == datetime.fromisoformat(shown[moment])
+
+
+def test_an_ndjson_line_is_the_item_as_postgresql_writes_it_in_json_byte_for_byte(client):
+    name = 'tab\t"q" back\\slash é\u0001 ☃'
+    attributes = {"k": "a\nb", "z": [1.5, None]}
+    item = create_item(client, name=name, description="", price=1000000, quantity=0,
+                       attributes=attributes)  # fmt: skip
+    line = client.get("/v1/items/export").data.split(b"\n")[0].decode()
+    fields, moments = line.split(',"created_at":', 1)
+    assert fields == (
+        f'{{"id":{item["id"]},"name":"tab\\t\\"q\\" back\\\\slash é\\u0001 ☃","description":"",'
+        '"price":1000000,"quantity":0,"attributes":{"k": "a\\nb", "z": [1.5, null]},"version":1'
+    )
+    stamp = r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?\+00:00"'
+    assert re.fullmatch(f'{stamp},"updated_at":{stamp}}}', moments)
+
+
+def test_ndjson_lines_are_row_to_json_of_the_lists_rows_for_every_kind_of_value(client, sql):
+    # Rows only SQL can make too: NaN (numeric allows it), odd instants, every escape.
+    sql.execute(
+        r"""INSERT INTO items (name, description, price, quantity, attributes, version,
+                               created_at, updated_at) VALUES
+        (E'\\ " \x01\x1f \u2028 é ☃ \t\r\n', E'x\by', NULL, 0, '{}', 1,
+         '2026-01-01 00:00:00+00', 'infinity'),
+        ('p', '', 'NaN', 2147483647, '{"a": [1, 2.50, null, true, {"b": "\\u00e9 \\n"}]}',
+         9223372036854775807, '1999-12-31 23:59:59.5+00', '2026-06-01 12:00:00.000001+02'),
+        ('q', 'd', 0.01, 1, '{"k": 1e3}', 2, now(), now()),
+        ('r', 'd', 99999999.99, 1, '{}', 3, now(), now()),
+        ('s', 'd', 1000000, 1, '{}', 4, now(), now())"""
+    )
+    query = statements.text(statements.list_sql, *statements.list_shape(ListQuery()))
+    with sql.transaction():
+        sql.execute("SET LOCAL TimeZone = 'UTC'")
+        expected = sql.execute(
+            f"SELECT row_to_json(r)::text AS line FROM ({query}) AS r", {"limit": None}
+        ).fetchall()
+    *sent, _ = client.get("/v1/items/export").data.decode().split("\n")[:-1]
+    assert sent == [row["line"] for row in expected]
+    assert len(sent) == 5
 
 
 def test_export_applies_the_lists_filters_and_sort_order(client):

@@ -1,9 +1,8 @@
 """Streaming export and import of items in bounded memory, the same code for the HTTP views and
 the CLI. Nothing here knows about HTTP.
 
-- Export is one `COPY (the list's query) TO STDOUT`: one statement, so one snapshot, however
-  long it streams; PostgreSQL formats every row (no Python object per row), and rows arrive one
-  CopyData message each, gathered here into chunks of about CHUNK_BYTES.
+- Export is one statement (db/export_rows.py: its SQL and how its rows are read), so one
+  snapshot, however long it streams; PostgreSQL formats every row.
 - Import is one `COPY items (...) FROM STDIN` inside a transaction: the rows go straight into
   the table (no staging table, no second pass), the table's own constraints still apply, and
   anything that goes wrong before the commit (a bad row, a cut connection, a timeout) rolls all
@@ -19,43 +18,24 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
+from psycopg.rows import scalar_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import NullConnectionPool
 
 from itemsapi.config import Settings
 from itemsapi.db import changes, list_query, statements
 from itemsapi.db.database import Database
+from itemsapi.db.export_rows import NDJSON, copied, export_params, export_sql, lines
 from itemsapi.db.list_query import ListQuery
 from itemsapi.db.pool import StatementConnection, connection_options, use_orjson
 from itemsapi.db.statements import WRITABLE_COLUMNS
 from itemsapi.errors import ItemsError, QueryTimeout
 
-NDJSON, CSV = "ndjson", "csv"
-FORMATS = (NDJSON, CSV)
-CHUNK_BYTES = 64 * 1024  # what one chunk of an export gathers before it is handed on
-CSV_COLUMNS = (
-    "id", "name", "description", "price", "quantity", "attributes", "version", "created_at",
-    "updated_at",
-)  # fmt: skip
-
-# RFC 3339 in UTC with microseconds and a Z (as the API writes them), for the CSV.
-_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-_COLUMNS = sql.SQL(
-    "r.id, r.name, r.description, r.price, r.quantity, r.attributes, r.version, "
-    + _TIME.format("r.created_at") + " AS created_at, "
-    + _TIME.format("r.updated_at") + " AS updated_at"
-)  # fmt: skip
-# NDJSON goes out as CSV of one column quoted with a byte JSON text never holds raw (PostgreSQL
-# writes control characters in JSON strings as \u escapes): PostgreSQL then sends each JSON text
-# exactly as it is, one line per row. Text format would double every backslash in it.
-_COPY_OPTIONS = {
-    NDJSON: sql.SQL("(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"),
-    CSV: sql.SQL("(FORMAT csv, HEADER)"),
-}
 _IMPORT = sql.SQL("COPY items ({}) FROM STDIN").format(
     sql.SQL(", ").join(map(sql.Identifier, WRITABLE_COLUMNS))
 )
@@ -65,28 +45,6 @@ _IMPORT = sql.SQL("COPY items ({}) FROM STDIN").format(
 _TIMEOUT = (
     "SELECT set_config('statement_timeout', %(ms)s, true), set_config('TimeZone', 'UTC', true)"
 )
-
-
-def export_sql(fmt: str, *shape: Any) -> sql.Composed:
-    """COPY of the list's query for a shape (list_query.list_shape), without its limit.
-
-    The list's query stays a subquery with its LIMIT (NULL: no limit), which PostgreSQL neither
-    flattens nor reorders; the outer SELECT only formats each row, in the subquery's order."""
-    inner = list_query.list_sql(*shape)
-    if fmt == NDJSON:
-        # One compact JSON object per row, members in the list's column order; timestamps as
-        # PostgreSQL writes them in JSON, RFC 3339 in the session's UTC (`+00:00`): to_char's
-        # `Z`, as the CSV has it, would double what the database spends on each row.
-        rows = sql.SQL("SELECT row_to_json(r)::text FROM ({}) AS r").format(inner)
-    else:
-        rows = sql.SQL("SELECT {} FROM ({}) AS r").format(_COLUMNS, inner)
-    return sql.SQL("COPY ({rows}) TO STDOUT {options}").format(
-        rows=rows, options=_COPY_OPTIONS[fmt]
-    )
-
-
-def export_params(query: ListQuery) -> dict[str, Any]:
-    return {**list_query.list_params(query), "limit": None}  # LIMIT NULL: every row
 
 
 class _Stopped(Exception):
@@ -121,31 +79,25 @@ class Transfers:
         statement = statements.text(export_sql, fmt, *list_query.list_shape(query))
         params = export_params(query)
         stop_at = time.monotonic() + (self._export_seconds or math.inf)
-        header = fmt == CSV
+        read = lines if fmt == NDJSON else copied
         sent = False  # trouble before the first chunk is the caller's to answer
         try:
             with self._db.connection() as conn, conn.transaction():
                 _set_timeout(conn, self._export_seconds)
-                with conn.cursor() as cursor, cursor.copy(statement, params) as copy:
-                    buffer = bytearray()
-                    for data in copy:
-                        buffer += data
-                        if header:
-                            header = False
-                        else:
-                            end.rows += 1
-                            end.last_row = data
-                        if len(buffer) >= CHUNK_BYTES:
-                            yield bytes(buffer)
-                            sent = True
-                            buffer.clear()
-                            if time.monotonic() >= stop_at:
-                                end.reason = "time-limit"
-                                # Leaving by an error, psycopg cancels the COPY on the server
-                                # (leaving quietly would not), then the transaction rolls back.
-                                raise _Stopped
-                    if buffer:
-                        yield bytes(buffer)
+                cursor = conn.cursor(row_factory=scalar_row)  # NDJSON's rows: one value each
+                with cursor, closing(read(cursor, statement, params)) as chunks:
+                    for chunk, rows, last_row in chunks:
+                        # Counted as they are handed on: rows still being gathered when an
+                        # error ends the export were never sent, and the marker must not name them.
+                        end.rows += rows
+                        end.last_row = last_row if rows else end.last_row
+                        yield chunk
+                        sent = True
+                        if time.monotonic() >= stop_at:
+                            end.reason = "time-limit"
+                            # Leaving by an error, psycopg cancels the statement on the server
+                            # (leaving quietly would not), then the transaction rolls back.
+                            raise _Stopped
                     end.complete = True
         except _Stopped:
             pass

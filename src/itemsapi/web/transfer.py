@@ -26,8 +26,9 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import LengthRequired, NotAcceptable, UnsupportedMediaType
 
 from itemsapi.db import list_query
+from itemsapi.db.export_rows import CSV, CSV_COLUMNS, NDJSON
 from itemsapi.db.filters import Filters
-from itemsapi.db.transfer import CSV, CSV_COLUMNS, NDJSON, ExportEnd
+from itemsapi.db.transfer import ExportEnd
 from itemsapi.errors import BadParameter, BodyIncomplete, BodyTooLarge, ItemsError
 from itemsapi.web import import_rows, pagination
 from itemsapi.web.context import of
