@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 
 from itemsapi.app import close_app, create_app
 from itemsapi.auth.scopes import SCOPES
-from itemsapi.db import statements
-from itemsapi.db.statements import ListQuery
+from itemsapi.db import list_query, statements
+from itemsapi.db.list_query import ListQuery
 from itemsapi.web import admission
 from tests.helpers import create_item, create_key, item_payload
 
@@ -82,7 +82,7 @@ def test_ndjson_lines_are_row_to_json_of_the_lists_rows_for_every_kind_of_value(
         ('r', 'd', 99999999.99, 1, '{}', 3, now(), now()),
         ('s', 'd', 1000000, 1, '{}', 4, now(), now())"""
     )
-    query = statements.text(statements.list_sql, *statements.list_shape(ListQuery()))
+    query = statements.text(list_query.list_sql, *list_query.list_shape(ListQuery()))
     with sql.transaction():
         sql.execute("SET LOCAL TimeZone = 'UTC'")
         expected = sql.execute(
