@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
-    url = database_url()
+    url = database_url("itemsapi_bench_batch")
     load(url, 1000)
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -61,7 +61,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
-    url = database_url()
+    url = database_url("itemsapi_bench_changes")
     load(url, args.rows)
     results = {"write": write_cost, "poll": poll_latency, "waiters": waiters_cost}[args.what](
         url, args

@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
 
-    url = database_url()
+    url = database_url("itemsapi_bench_export_paired")
     migrations.migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(LOAD, {"rows": args.rows})

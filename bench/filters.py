@@ -89,12 +89,12 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=1) + "\n")
         return
     if args.inserts_only:
-        cost = insert_cost(database_url(), args.pgbench_seconds)
+        cost = insert_cost(database_url("itemsapi_bench_filters"), args.pgbench_seconds)
         print(json.dumps(cost, indent=1))
         report({"rows": 0, "migration_0009_seconds": None, "combinations": [],
                 "pgbench_insert": cost})  # fmt: skip
         return
-    url = database_url()
+    url = database_url("itemsapi_bench_filters")
     results: dict[str, Any] = {
         "rows": args.rows,
         "clients": CLIENTS,

@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="exports timed (the best kept)")
     args = parser.parse_args()
-    url = database_url()
+    url = database_url("itemsapi_bench_transfer")
     migrations.migrate(url)
     token = new_token(url, "bench", list(SCOPES))
     folder = Path(tempfile.mkdtemp(prefix="itemsapi-transfer-"))
