@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import ClientCursor, sql
 from psycopg.types.json import Jsonb
+from werkzeug.datastructures import MultiDict
 
 from bench.product import new_token
 from bench.product import pgbench as pgbench_program
@@ -37,6 +38,7 @@ from itemsapi.auth.scopes import SCOPES
 from itemsapi.db import migrations, statements
 from itemsapi.serve import embedded
 from itemsapi.web import pagination
+from itemsapi.web.listing import parse_list_query
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -240,7 +242,9 @@ def deep_page(url: str, rows: int) -> str:
             " ORDER BY COALESCE(price, -1) DESC, id DESC OFFSET %s LIMIT 1",
             (min_price, rows // 2),
         ).fetchone()
-    cursor = pagination.encode("-price", (price, item_id))
+    # The cursor names the filters it was made for, as the API parses them.
+    page = MultiDict({"limit": "20", "sort": "-price", "min_price": str(min_price)})
+    cursor = pagination.encode("-price", (price, item_id), parse_list_query(page).filters)
     return f"/items?limit=20&sort=-price&min_price={min_price}&cursor={cursor}"
 
 
