@@ -64,14 +64,18 @@ def test_spans_of_hits_misses_and_writes_from_every_worker(start_server, clean_d
     location = server.url + created.headers["location"]
 
     seen: dict[str, tuple[str, str]] = {}  # cache outcome -> (trace id, parent span id)
-    for number in range(1, 31):  # until both a miss and a hit, on both workers
+    deadline = time.monotonic() + 20
+    # Until both a miss and a hit, and spans from both workers: which worker takes a connection
+    # is the kernel's choice, and each worker's spans arrive in its own batches.
+    for number in range(1, 1000):
         header, trace_id, parent_id = traceparent(number)
         got = http("GET", location, headers={"traceparent": header, "tracestate": "vendor=1"})
         assert got.status == 200
         seen.setdefault(got.headers["x-cache"], (trace_id, parent_id))
         workers = {span.resource["process.pid"] for span in sink.spans}
-        if {"hit", "miss"} <= seen.keys() and len(workers) == 2:
+        if ({"hit", "miss"} <= seen.keys() and len(workers) == 2) or time.monotonic() > deadline:
             break
+        time.sleep(0.02)
     assert {"hit", "miss"} <= seen.keys()
     assert len({span.resource["process.pid"] for span in sink.spans}) == 2  # both workers trace
 
@@ -87,8 +91,9 @@ def test_spans_of_hits_misses_and_writes_from_every_worker(start_server, clean_d
     names = sorted(span.name for span in missed if span is not server_span)
     assert "pool wait" in names
     assert "SELECT" in names  # the item read, its text without any value
-    (select,) = [span for span in missed if span.name == "SELECT"]
-    assert "FROM items" in select.attributes["db.query.text"]
+    # The item's read (a key may be looked up too while the worker's key table is loading).
+    reads = [span.attributes["db.query.text"] for span in missed if span.name == "SELECT"]
+    assert any("FROM items" in text for text in reads), reads
 
     trace_id, parent_id = seen["hit"]
     hit = spans_of(sink, trace_id)
