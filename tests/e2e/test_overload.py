@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import select
 import socket
 import time
 
@@ -163,6 +164,10 @@ def slow_bodies_meanwhile(server, token: str | None) -> tuple[dict, dict, dict, 
     port = port_of(server)
     slow = stall_bodies(port, 200, token)
     try:
+        if token is None:
+            # 200 credential checks arriving at once are a burst like any other (each takes a
+            # run slot to be refused): the others start once every one has been refused.
+            _wait_answered(slow, 10)
         probes, memory, answers, writes = others_meanwhile(server, port)
         slow_statuses = [_status_of(sock) for sock in slow]
     finally:
@@ -203,6 +208,15 @@ def test_anonymous_slow_bodies_are_refused_from_their_headers_and_hold_nothing(s
     figures["slow_401"] = slow_statuses.count(401)
     report("200 anonymous slow bodies", probes, memory, figures)
     assert slow_statuses == [401] * 200  # answered from the headers; no reader ever taken
+
+
+def _wait_answered(slow: list[socket.socket], seconds: float) -> None:
+    """Until each socket has something to read (its answer), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    waiting = list(slow)
+    while waiting and time.monotonic() < deadline:
+        readable, _, _ = select.select(waiting, [], [], max(0.0, deadline - time.monotonic()))
+        waiting = [sock for sock in waiting if sock not in readable]
 
 
 def _status_of(sock: socket.socket) -> int:
