@@ -19,18 +19,15 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
-from psycopg import sql
 
 from bench.paired import WORKING_TREE, export, server_env
 from bench.product import new_token
-from bench.run import ROOT, free_port, stop, wait_for
+from bench.run import database_url, free_port, stop, wait_for
 from itemsapi.auth.scopes import SCOPES
 from itemsapi.db import migrations
-from itemsapi.serve import embedded
 
 DATABASE = "itemsapi_memory_probe"
 # 1,000 members of 1 KB each: about 1 MiB of JSON, as the probe sent.
@@ -46,7 +43,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=300, help="(300)")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     args = parser.parse_args()
-    url = database_url()
+    url = database_url(DATABASE)
     load(url, args.items)
     token = new_token(url, "probe", list(SCOPES))
     with tempfile.TemporaryDirectory() as folder:
@@ -78,18 +75,6 @@ def main() -> None:
             report(process.pid, "5 s after a worker was killed and replaced, no request")
         finally:
             stop(process)
-
-
-def database_url() -> str:
-    base = os.environ.get("DATABASE_URL") or embedded.start(
-        ROOT / ".itemsapi" / "memory-probe", database="postgres", cleanup="stop"
-    )
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-    return urlunsplit(urlsplit(base)._replace(path=f"/{DATABASE}"))
 
 
 def load(url: str, items: int) -> None:
