@@ -17,8 +17,8 @@ run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
 
 test: $(VENV)/.dev tools
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
 # The image built from the Dockerfile and run as compose runs it, under podman (make test runs it
@@ -35,11 +35,11 @@ paired: $(VENV)/.dev wrk
 	$(BIN)/python -m bench.paired $(or $(BASE),HEAD) --scenario $(or $(SCENARIO),get)
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 
 format: $(VENV)/.dev
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Recompile every lock after editing a requirements*.in file.
 lock: $(VENV)/.dev

@@ -1,6 +1,7 @@
-import threading, time
+import threading
 
 DEADLINE = 1.0
+
 
 def _reader(inp, mode, n, box, done):
     try:
@@ -19,6 +20,7 @@ def _reader(inp, mode, n, box, done):
     finally:
         done.set()
 
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/ping":
@@ -31,16 +33,22 @@ def app(environ, start_response):
         body = environ["wsgi.input"].read(n)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"got %d" % len(body)]
-    t = threading.Thread(target=_reader, args=(environ["wsgi.input"], mode.rstrip("g"), n, box, done), daemon=True)
+    t = threading.Thread(
+        target=_reader, args=(environ["wsgi.input"], mode.rstrip("g"), n, box, done), daemon=True
+    )
     t.start()
     if done.wait(DEADLINE):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"got %d" % len(box[0])]
-    start_response("408 Request Timeout", [("Content-Type", "text/plain"), ("Content-Length", "7"), ("Connection", "close")])
+    start_response(
+        "408 Request Timeout",
+        [("Content-Type", "text/plain"), ("Content-Length", "7"), ("Connection", "close")],
+    )
     if mode.endswith("g"):
         # variant: send the 408 at once, but return to Granian only once the reader is done
         def gen():
             yield b"timeout"
             done.wait()
+
         return gen()
     return [b"timeout"]

@@ -1,9 +1,12 @@
 from flask import Flask, request
+
 app = Flask(__name__)
+
 
 @app.get("/hello")
 def hello():
     return {"hello": "world"}
+
 
 @app.post("/echo")
 def echo():

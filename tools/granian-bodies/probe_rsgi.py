@@ -1,5 +1,10 @@
-import socket, sys, time
+import socket
+import sys
+import time
+
 port = int(sys.argv[1])
+
+
 def ping(path="/ping", timeout=3):
     t = time.monotonic()
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -10,23 +15,32 @@ def ping(path="/ping", timeout=3):
         return "ERR " + type(e).__name__, round(time.monotonic() - t, 3)
     finally:
         s.close()
+
+
 print("before:", ping(), ping("/hello"))
 slow = []
 t0 = time.monotonic()
-for i in range(int(sys.argv[2])):
+for _i in range(int(sys.argv[2])):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\"")
+    s.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"a"'
+    )
     slow.append(s)
-print("opened %d slow in %.2fs; during:" % (len(slow), time.monotonic() - t0), ping(), ping("/hello"))
+print(f"opened {len(slow)} slow in {time.monotonic() - t0:.2f}s; during:", ping(), ping("/hello"))
 for s in slow:
-    s.setblocking(True); s.settimeout(5)
-closed = 0; codes = {}; last = 0
+    s.setblocking(True)
+    s.settimeout(5)
+closed = 0
+codes = {}
+last = 0
 for s in slow:
     try:
         d = b""
         while True:
             c = s.recv(4096)
-            if not c: break
+            if not c:
+                break
             d += c
         closed += 1
         code = d.split(b" ")[1].decode() if d else "none"
@@ -34,5 +48,7 @@ for s in slow:
     except OSError as e:
         codes[type(e).__name__] = codes.get(type(e).__name__, 0) + 1
     last = time.monotonic() - t0
-print("slow clients: %s, closed by server: %d, last done %.2fs after first opened" % (codes, closed, last))
+print(
+    f"slow clients: {codes}, closed by server: {closed}, last done {last:.2f}s after first opened"
+)
 print("after:", ping(), ping("/hello"))
