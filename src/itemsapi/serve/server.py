@@ -3,6 +3,7 @@ facts, the shared metrics folder, the start line) and what each worker process n
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -59,6 +60,9 @@ def worker_app() -> Flask:
     from itemsapi.app import create_app  # here: the metrics folder exists only once serving
 
     app = create_app()
+    # What is built by now (modules, the app, its services) lives as long as the worker: the
+    # cycle collector need not walk it again in every full collection.
+    gc.freeze()
     if not start_line.wait():
         log.warning(
             "serving before every worker has started",
