@@ -85,9 +85,21 @@ class RetryingClients:
         raise AssertionError(f"{key} not acknowledged within {RETRY_FOR}s")
 
 
-def assert_stored_once(database_url: str, acknowledged: dict[str, int]) -> int:
+def assert_clients_stored_once(
+    database_url: str, clients: RetryingClients, record_property, name: str
+) -> Counter[str]:
     """Every acknowledged POST's item stored once, under the id its 201 named; nothing stored
-    that no client was told of. Returns how many items carry a marker."""
+    that no client was told of. The figures are recorded in the test's report as `name` and
+    printed. Returns what the clients' attempts met (201, replayed, 502...)."""
+    stored = _stored_once(database_url, clients.acknowledged)
+    figures = {"acknowledged": len(clients.acknowledged), "stored": stored, **clients.outcomes}
+    record_property(name, figures)
+    print(f"{name}: {figures}")
+    return clients.outcomes
+
+
+def _stored_once(database_url: str, acknowledged: dict[str, int]) -> int:
+    """How many items carry a marker, once each is checked."""
     with psycopg.connect(database_url) as conn:
         stored = conn.execute(
             "SELECT attributes->>'marker', id FROM items WHERE attributes ? 'marker'"

@@ -14,7 +14,12 @@ import signal
 import psutil
 import pytest
 
-from tests.e2e.retrying import RetryingClients, assert_stored_once, commits_held, held_commits
+from tests.e2e.retrying import (
+    RetryingClients,
+    assert_clients_stored_once,
+    commits_held,
+    held_commits,
+)
 from tests.e2e.test_operations import is_running, wait_for_workers_serving, worker_pids
 from tests.helpers import wait_until
 
@@ -47,11 +52,10 @@ def test_retrying_with_keys_through_a_worker_kill_stores_every_item_once(
             wait_until(lambda: not is_running(dead), 10, "the killed worker to exit")
         clients.wait_for_more(100)
 
-    stored = assert_stored_once(cluster.url, clients.acknowledged)
-    figures = {"acknowledged": len(clients.acknowledged), "stored": stored, **clients.outcomes}
-    record_property("idempotent_retries", figures)
-    print(f"idempotent retries through a worker kill: {figures}")
+    outcomes = assert_clients_stored_once(
+        cluster.url, clients, record_property, "idempotent_retries"
+    )
     # The killed worker's clients had no answer for writes that had committed: their retries
     # were answered from the stored responses (a retry without a key would have stored twice).
-    assert clients.outcomes["201 replayed"] >= 1
-    assert clients.outcomes["RemoteDisconnected"] + clients.outcomes["ConnectionResetError"] >= 1
+    assert outcomes["201 replayed"] >= 1
+    assert outcomes["RemoteDisconnected"] + outcomes["ConnectionResetError"] >= 1

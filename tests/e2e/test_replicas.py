@@ -22,7 +22,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.retrying import RetryingClients, assert_stored_once, commits_held, held_commits
+from tests.e2e.retrying import (
+    RetryingClients,
+    assert_clients_stored_once,
+    commits_held,
+    held_commits,
+)
 from tests.e2e.test_pgbouncer import BEHIND_POOLER
 from tests.e2e.topology import APP_ROLE, HAProxy, PgBouncer, prepare_database
 from tests.helpers import TOKENS, Cluster, free_port, http, item_payload, wait_until
@@ -153,14 +158,13 @@ def test_retrying_with_keys_through_a_replica_kill_stores_every_item_once(
             _when_refused(replicas[0].url)
         clients.wait_for_more(100)
 
-    stored = assert_stored_once(cluster.url, clients.acknowledged)
-    figures = {"acknowledged": len(clients.acknowledged), "stored": stored, **clients.outcomes}
-    record_property("idempotent_retries_replica_kill", figures)
-    print(f"idempotent retries through a replica kill: {figures}")
+    outcomes = assert_clients_stored_once(
+        cluster.url, clients, record_property, "idempotent_retries_replica_kill"
+    )
     # The balancer answered 502 for the POSTs the dead replica had committed, and their
     # retries, sent to the survivor, were answered from the stored responses.
-    assert clients.outcomes["502"] >= 1
-    assert clients.outcomes["201 replayed"] >= 1
+    assert outcomes["502"] >= 1
+    assert outcomes["201 replayed"] >= 1
 
 
 def test_a_write_through_one_replica_is_read_through_the_other_within_the_bound(topology):
