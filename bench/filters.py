@@ -41,6 +41,7 @@ from itemsapi.serve import embedded
 from itemsapi.web.listing import parse_list_query
 
 CLIENTS = 8
+DATABASE = "itemsapi_bench_filters"
 SORTS = ["id", "name", "price", "created_at", "updated_at"]
 START = datetime(2026, 1, 1, tzinfo=UTC)
 # One example of each documented filter (docs/api.md), values chosen for a million rows.
@@ -82,19 +83,19 @@ def main() -> None:
                         help="measure the rows a previous run loaded; no pgbench")  # fmt: skip
     args = parser.parse_args()
     if args.reuse:
-        url = embedded.start(ROOT / ".itemsapi" / "bench", database="itemsapi_bench")
+        url = reused_url()
         results = {"rows": args.rows, "clients": CLIENTS, "date": str(datetime.now(UTC)),
                    "combinations": measure(url, args.repeats)}  # fmt: skip
         out = HERE / "results" / f"{datetime.now(UTC):%Y-%m-%d}-filters-measured.json"
         out.write_text(json.dumps(results, indent=1) + "\n")
         return
     if args.inserts_only:
-        cost = insert_cost(database_url("itemsapi_bench_filters"), args.pgbench_seconds)
+        cost = insert_cost(database_url(DATABASE), args.pgbench_seconds)
         print(json.dumps(cost, indent=1))
         report({"rows": 0, "migration_0009_seconds": None, "combinations": [],
                 "pgbench_insert": cost})  # fmt: skip
         return
-    url = database_url("itemsapi_bench_filters")
+    url = database_url(DATABASE)
     results: dict[str, Any] = {
         "rows": args.rows,
         "clients": CLIENTS,
@@ -107,6 +108,14 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=1) + "\n")
     report(results)
     print(f"\nwritten to {out}", file=sys.stderr)
+
+
+def reused_url() -> str:
+    """The database a previous run loaded (database_url's, without emptying it)."""
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        return embedded.start(ROOT / ".itemsapi" / "bench", database=DATABASE)
+    return urlunsplit(urlsplit(base)._replace(path=f"/{DATABASE}"))
 
 
 def before_0009() -> Path:
@@ -163,7 +172,8 @@ def deep_key(conn: psycopg.Connection, args: dict[str, str]) -> Any:
     """The keyset position halfway through the matches (at most 50,000 rows in): a page that
     deep in the walk starts there. None without a match."""
     _, params, query = statement({**args, "limit": "1"})
-    inner = list_query.list_sql(*list_query.list_shape(query), measured=True).as_string()
+    shape = list_query.list_shape(query)  # as one statement for every page: LIMIT replaceable
+    inner = list_query.list_sql(*shape, measured=True, one_page=False).as_string()
     counted = inner.replace("LIMIT %(limit)s", "LIMIT 100001")
     counting = sql.SQL("SELECT count(*) AS n FROM ({}) AS m").format(sql.SQL(counted))
     matches = conn.execute(counting, params).fetchone()["n"]

@@ -19,6 +19,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from itemsapi.app import services_of
+from itemsapi.db import list_query
 from tests.helpers import wait_until
 from tests.integration.test_list import walk
 
@@ -71,11 +72,19 @@ KINDS = ["ids", "price", "has_price", "quantity", "created", "updated", "attr", 
          "search", "q"]  # fmt: skip
 
 
-def random_parameters(rng: random.Random, ids: list[int]) -> tuple[dict[str, str], str, dict]:
-    """(query string parameters, oracle WHERE, oracle parameters)."""
+# Each case of the cut-short walk's test has a time range, and maybe other filters.
+TIME_KINDS = ["created", "updated"]
+
+
+def random_parameters(
+    rng: random.Random, ids: list[int], required: list[str] | None = None
+) -> tuple[dict[str, str], str, dict]:
+    """(query string parameters, oracle WHERE, oracle parameters); one of `required` always."""
     params: dict[str, str] = {}
     where, values = ["true"], {}
     kinds = rng.sample(KINDS, rng.randint(0, 3))
+    if required and not set(required) & set(kinds):
+        kinds.append(rng.choice(required))
     if "attributes" in kinds and "attr" in kinds:  # one key asked twice is refused (400)
         kinds.remove("attr")
     for kind in kinds:
@@ -155,11 +164,29 @@ def oracle_order(sort: str) -> str:
 def test_every_filter_and_combination_returns_exactly_the_oracles_rows_in_order(
     client, sql, random_items
 ):
-    rng = random.Random(1031)  # noqa: S311 - reproducible cases, no secret
-    for case in range(CASES):
-        params, where, values = random_parameters(rng, random_items)
-        sorts = [s for s in ORDERS if s != "relevance" or "search" in params]
-        sort = rng.choice(["", "-"]) + rng.choice(sorts)
+    compare_with_oracle(client, sql, random_items, CASES, seed=1031)
+
+
+def test_a_time_range_sorted_by_another_key_pages_the_same_when_its_walk_is_cut_short(
+    client, sql, random_items, monkeypatch
+):
+    """ROWS rows fit in one walk of an index (list_query.walk_first_sql), so every page comes
+    from its first two steps. With 3 matches read first, walks of 7 entries and ranges of 40
+    rows read whole, pages come from each of its four steps."""
+    monkeypatch.setattr(list_query, "FEW", 3)
+    monkeypatch.setattr(list_query, "WALK", 7)
+    monkeypatch.setattr(list_query, "RANGE_READ", 40)
+    compare_with_oracle(
+        client, sql, random_items, CASES // 2, seed=2031, kinds=TIME_KINDS, sorts=list_query.RISING
+    )
+
+
+def compare_with_oracle(client, sql, ids, cases, *, seed, kinds=None, sorts=tuple(ORDERS)):
+    rng = random.Random(seed)  # noqa: S311 - reproducible cases, no secret
+    for case in range(cases):
+        params, where, values = random_parameters(rng, ids, kinds)
+        allowed = [s for s in sorts if s != "relevance" or "search" in params]
+        sort = rng.choice(["", "-"]) + rng.choice(allowed)
         params |= {"sort": sort, "limit": str(rng.choice([5, 30, 100]))}
         statement = f"SELECT id FROM items WHERE {where} ORDER BY {oracle_order(sort)}"
         expected = [row["id"] for row in sql.execute(statement, values)]

@@ -70,6 +70,48 @@ def test_relevance_pages_compare_the_rank_as_a_real():
     assert text.endswith("DESC, id DESC LIMIT %(limit)s")
 
 
+WEEK = {"created_from": datetime(2026, 3, 1, tzinfo=UTC),
+        "created_before": datetime(2026, 3, 8, tzinfo=UTC)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sort", "chosen", "walks"),
+    [
+        ("id", Filters(**WEEK), True),
+        ("updated_at", Filters(**WEEK, min_quantity=1), True),
+        ("created_at", Filters(**WEEK), False),  # the range's own index is the sort's
+        ("created_at", Filters(updated_from=WEEK["created_from"]), True),
+        ("id", Filters(**WEEK, search="pear"), False),  # the search index serves it
+        ("id", Filters(**WEEK, ids=(1, 2)), False),  # the primary key serves it
+        ("id", Filters(min_quantity=1), False),  # no time range
+        ("name", Filters(**WEEK), False),  # names do not rise with time
+        ("price", Filters(**WEEK), False),
+    ],
+)
+def test_a_time_range_sorted_by_another_key_walks_the_sorts_index_a_bounded_way_first(
+    sort, chosen, walks
+):
+    query = ListQuery(sort=sort, after=("2026-03-02", 5), filters=chosen)
+    text, params = rendered(query), list_params(query)
+    assert ("walked" in text) is walks
+    assert ("few" in params and "walk" in params and "range_read" in params) is walks
+    if walks:
+        # The walk reads at most %(walk)s entries past the cursor, filtered afterwards; the
+        # range's own read applies the cursor and the filters together, read only when the walk
+        # found too few.
+        keyset = "(%(after_key)s, %(after_id)s)" if sort != "id" else "%(after_id)s"
+        assert f"FROM items WHERE {'id >' if sort == 'id' else '(' + sort + ', id) >'} " in text
+        assert keyset + " ORDER BY" in text
+        assert "LIMIT %(walk)s)" in text
+        # Each step is read only when the ones before it did not find the page.
+        assert "WHERE (SELECT count(*) FROM few) < %(few)s" in text
+        assert "(SELECT count(*) FROM walked) >= %(limit)s" in text
+        assert "(SELECT count(*) FROM walked) < %(limit)s AND (SELECT yes FROM small)" in text
+        assert "(SELECT count(*) FROM walked) < %(limit)s AND NOT (SELECT yes FROM small)" in text
+    whole = list_sql(*list_shape(query), one_page=False).as_string()  # an export's: every page
+    assert "walked" not in whole
+
+
 def test_counts_share_the_filters_conditions_without_keyset_or_limit():
     shape = Filters(min_quantity=2).shape()
     assert filters.count_sql(shape).as_string() == (

@@ -69,7 +69,7 @@ def export_sql(fmt: str, *shape: Any) -> sql.Composed:
 
     The list's query stays a subquery with its LIMIT (NULL: no limit), which PostgreSQL neither
     flattens nor reorders; the outer SELECT only formats each row, in the subquery's order."""
-    inner = list_query.list_sql(*shape)
+    inner = list_query.list_sql(*shape, one_page=False)
     if fmt == NDJSON:  # each line's UTF-8 bytes, which a binary bytea arrives as
         line = sql.SQL("convert_to({}, 'UTF8')").format(NDJSON_LINE)
         return sql.SQL("SELECT {} FROM ({}) AS r").format(line, inner)

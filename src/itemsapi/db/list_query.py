@@ -3,7 +3,8 @@ psycopg.sql as pure functions (no connection); the filters' conditions are filte
 
 Each sort order walks a (key, id) keyset with a matching index in sql/init.sql, except relevance,
 which ranks the search's matches (served by the search index) and pages through them by
-(rank, id): every page costs what ranking the matches does.
+(rank, id): every page costs what ranking the matches does. A time range sorted by another key
+reads bounded stretches of the range's and the sort's indexes first (walk_first_sql).
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ SORT_KEYS: dict[str, sql.Composable] = {
     "relevance": filters.RANK,  # only with a search
 }
 RELEVANCE = "relevance"
+# The filters that bound a timestamp, by the column they bound.
+TIME_RANGES = {
+    "created_at": ("created_from", "created_before"),
+    "updated_at": ("updated_from", "updated_before"),
+}
+# The sort keys that rise together as rows are created (and mostly updated) over time.
+RISING = ("id", "created_at", "updated_at")
+# A page of a time range sorted by another key (walk_first_sql): the most matches its first
+# step reads, the most entries of the sort's index its second walks, and the most matches of a
+# range read whole and sorted.
+FEW = 100
+WALK = 2000
+RANGE_READ = 50_000
 COUNTS = ("exact", "planned", "estimated")
 
 SortKey = tuple[Any, int]  # (value of the sort column, id) of the last row of a page
@@ -47,10 +61,30 @@ def list_shape(query: ListQuery) -> tuple[str, bool, bool, tuple[str, ...]]:
     return (query.sort, query.descending, query.after is not None, query.filters.shape())
 
 
+def time_range(sort: str, shape: tuple[str, ...]) -> str | None:
+    """The column of a time range that walk_first_sql finds a page of this shape by: a range on
+    one of the keys that rise with the ids, sorted by another of them; None otherwise, and with
+    a search or ids, whose own indexes always serve them. A name or a price does not rise with
+    time, so the planner's even spread holds for them."""
+    if "search" in shape or "ids" in shape or sort not in RISING:
+        return None
+    for column, names in TIME_RANGES.items():
+        if column != sort and any(name in shape for name in names):
+            return column
+    return None
+
+
 def list_sql(
-    sort: str, descending: bool, after: bool, shape: tuple[str, ...], *, measured: bool = False
+    sort: str,
+    descending: bool,
+    after: bool,
+    shape: tuple[str, ...],
+    *,
+    measured: bool = False,
+    one_page: bool = True,
 ) -> sql.Composed:
-    """`measured` adds attributes_bytes, and with the relevance sort the rank as `rank`."""
+    """`measured` adds attributes_bytes, and with the relevance sort the rank as `rank`.
+    `one_page=False`: the statement for every page at once (an export, LIMIT NULL)."""
     key = SORT_KEYS[sort]
     keyset: list[sql.Composable] = []
     if after:
@@ -62,6 +96,9 @@ def list_sql(
             after_key = sql.SQL("%(after_key)s::real" if sort == RELEVANCE else "%(after_key)s")
             keyset.append(sql.SQL("({}, id) {} ({}, %(after_id)s)").format(key, op, after_key))
     columns = select_columns(measured=measured)
+    ranged = time_range(sort, shape)
+    if one_page and ranged:
+        return walk_first_sql(columns, shape, keyset, list_order(sort, descending), ranged)
     if measured and sort == RELEVANCE:
         columns = sql.SQL("{}, {} AS rank").format(columns, key)
     source: sql.Composable = sql.SQL("items")
@@ -81,6 +118,65 @@ def list_sql(
     )  # fmt: skip
 
 
+def walk_first_sql(
+    columns: sql.Composable,
+    shape: tuple[str, ...],
+    keyset: list[sql.Composable],
+    order: sql.Composable,
+    range_column: str,
+) -> sql.Composed:
+    """A page of a time range sorted by another of the RISING keys. Rows are created, and
+    mostly updated, in the order of their ids, so a range's matches lie together somewhere along
+    the other keys' indexes; the planner, which takes them to be spread evenly, would walk that
+    index from its start, passing every row before them. So the page is looked for in bounded
+    steps, each read only when the ones before it did not find it:
+    1. `few`: at most %(few)s matches, through the range's own index. Fewer than that are all
+       the matches, so their first rows in the sort's order are the page.
+    2. `walked`: the first %(walk)s entries of the sort's index past the cursor. The matches
+       among them, when they fill the page, are the first in the sort's order: the page.
+    3. A range of fewer than %(range_read)s rows (`small`, counted in its index): every match,
+       read through that index, and sorted.
+    4. A larger one: the planner's own plan, as without these steps.
+    So a page costs at most two short reads more than the planner's plan would, and instead of
+    that plan, when the sort's walk fails, the range's matches while there are few enough to
+    read whole."""
+    bounds = [filters.CONDITIONS[name] for name in TIME_RANGES[range_column] if name in shape]
+    return sql.SQL(
+        "WITH few AS MATERIALIZED ("
+        "SELECT {columns} FROM (SELECT * FROM items{where_all} ORDER BY {range_column}"
+        " LIMIT %(few)s) AS items),"
+        " walked AS MATERIALIZED ("
+        "SELECT {columns} FROM (SELECT * FROM items{keyset} ORDER BY {order} LIMIT %(walk)s)"
+        " AS items{where} ORDER BY {order} LIMIT %(limit)s),"
+        " small AS MATERIALIZED ("
+        "SELECT count(*) < %(range_read)s AS yes"
+        " FROM (SELECT 1 FROM items{bounds} LIMIT %(range_read)s) AS counted)"
+        " SELECT * FROM ("
+        "SELECT * FROM (SELECT * FROM few ORDER BY {order} LIMIT %(limit)s) AS found"
+        " WHERE (SELECT count(*) FROM few) < %(few)s"
+        " UNION ALL"
+        " SELECT * FROM walked"
+        " WHERE (SELECT count(*) FROM few) >= %(few)s"
+        " AND (SELECT count(*) FROM walked) >= %(limit)s"
+        " UNION ALL"
+        " SELECT * FROM ("
+        "SELECT {columns} FROM (SELECT * FROM items{where_all} OFFSET 0) AS items"
+        " ORDER BY {order} LIMIT %(limit)s) AS ranged"
+        " WHERE (SELECT count(*) FROM few) >= %(few)s"
+        " AND (SELECT count(*) FROM walked) < %(limit)s AND (SELECT yes FROM small)"
+        " UNION ALL"
+        " SELECT * FROM ("
+        "SELECT {columns} FROM items{where_all} ORDER BY {order} LIMIT %(limit)s) AS planned"
+        " WHERE (SELECT count(*) FROM few) >= %(few)s"
+        " AND (SELECT count(*) FROM walked) < %(limit)s AND NOT (SELECT yes FROM small)"
+        ") AS page ORDER BY {order}"
+    ).format(
+        columns=columns, keyset=filters.where((), *keyset), order=order,
+        where=filters.where(shape), where_all=filters.where(shape, *keyset),
+        range_column=sql.Identifier(range_column), bounds=filters.where((), *bounds),
+    )  # fmt: skip
+
+
 def list_order(sort: str, descending: bool, *, ranked: bool = False) -> sql.Composable:
     """The ORDER BY of a sort: its key, then id, both in its direction. `ranked`: over rows
     that carry the rank as a column (list_sql's measured ones)."""
@@ -96,6 +192,8 @@ def list_params(query: ListQuery) -> dict[str, Any]:
     """The values for list_sql's placeholders: exactly the ones its shape names."""
     params = filters.params(query.filters)
     params["limit"] = query.limit + 1  # one extra row says "there is more"
+    if time_range(query.sort, query.filters.shape()):
+        params |= {"few": FEW, "walk": WALK, "range_read": RANGE_READ}
     if query.after is not None:
         if query.sort != "id":
             params["after_key"] = query.after[0]

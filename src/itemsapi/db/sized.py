@@ -29,14 +29,17 @@ _COLUMNS = sql.SQL(
 )
 
 
-def list_sql(sort: str, descending: bool, after: bool, shape: tuple[str, ...]) -> sql.Composed:
+def list_sql(
+    sort: str, descending: bool, after: bool, shape: tuple[str, ...], *, one_page: bool = True
+) -> sql.Composed:
     """list_query.list_sql, each row with `running` (the size of the page up to and including
     it) and `kept`: whether it is on the page, which holds the first row however large, then
     every row within %(budget)s bytes, up to the limit (%(limit)s is the limit plus one). The
     first row not kept is sent too, without its attributes, to say that more follow. `running`
     grows strictly with every row, so it also gives the page's order back. Sorted by relevance,
-    each row also carries its `rank`, for the cursor."""
-    page = list_query.list_sql(sort, descending, after, shape, measured=True)
+    each row also carries its `rank`, for the cursor. `one_page=False`: list_query's statement
+    for every page, limited (what bench.filters_paired compares the page's with)."""
+    page = list_query.list_sql(sort, descending, after, shape, measured=True, one_page=one_page)
     rank = sql.SQL(" rank," if sort == list_query.RELEVANCE else "")
     return sql.SQL(
         "SELECT id, name, description, price, quantity,"
