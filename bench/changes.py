@@ -44,7 +44,8 @@ from bench.run import (
 )
 from itemsapi.db import statements
 
-TRIGGERS = ("items_changes_insert", "items_changes_update", "items_changes_delete")
+TRIGGERS = ("items_change_tx", "items_changes_insert", "items_changes_update",
+            "items_changes_delete")  # fmt: skip
 
 
 def main() -> None:

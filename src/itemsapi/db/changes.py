@@ -1,4 +1,4 @@
-"""The change log (sql/migrations/0010): the only door to item_changes. Nothing here knows HTTP.
+"""The change log (sql/migrations/0010, 0011): the only door to item_changes. No HTTP here.
 
 A change's position is (tx, seq), and the feed hands out, in that order, only the changes whose
 tx is below the xmin of the reading statement's own snapshot: every transaction still able to
@@ -29,10 +29,18 @@ PRUNE_LOCK = int.from_bytes(b"itemsprn", "big")
 
 # The changes a reader may be handed: those of transactions older than every one in progress.
 _SETTLED = sql.SQL("c.tx < pg_snapshot_xmin(pg_current_snapshot())")
+# The item after the change as the API shows it: built here from the columns the triggers keep
+# (sql/migrations/0011), or as 0010's triggers stored it.
+_ITEM = sql.SQL(
+    "COALESCE(c.item, CASE WHEN c.operation = 'delete' THEN jsonb_build_object('id', c.item_id)"
+    " ELSE jsonb_build_object('id', c.item_id, 'name', c.name, 'description', c.description,"
+    " 'price', c.price, 'quantity', c.quantity, 'attributes', c.attributes,"
+    " 'version', c.version, 'created_at', c.created_at, 'updated_at', c.updated_at) END)"
+)
 _COLUMNS = sql.SQL(
     "c.tx::text::bigint AS tx, c.seq, c.item_id, c.version, c.operation, c.changed_at,"
-    " c.changed_by, c.item"
-)
+    " c.changed_by, {item} AS item"
+).format(item=_ITEM)
 _AFTER = sql.SQL("(c.tx, c.seq) > (%(tx)s::text::xid8, %(seq)s)")
 
 
