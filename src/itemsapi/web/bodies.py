@@ -27,11 +27,12 @@ import threading
 from collections import Counter
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from itemsapi import strict_json
 from itemsapi.errors import BodyIncomplete, BodyTooLarge, Overloaded
+from itemsapi.web.context import current_request
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -106,12 +107,13 @@ def _declared_length(environ: dict[str, Any]) -> int | None:
 
 def json_body(*accepted: str) -> Any:
     """The request's body as JSON, sent as one of the `accepted` media types (else 415)."""
-    if request.mimetype not in accepted:
+    current = current_request()
+    if current.mimetype not in accepted:
         exc = UnsupportedMediaType(f"the body must be sent as {' or '.join(accepted)}")
         if MERGE_PATCH in accepted:
             exc.response = Response(headers={"Accept-Patch": MERGE_PATCH})
         raise exc
     try:
-        return strict_json.loads(request.get_data(cache=False))
+        return strict_json.loads(current.get_data(cache=False))
     except strict_json.NotStrictJson as exc:
         raise BadRequest(f"the body {exc}") from None

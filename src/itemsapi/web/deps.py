@@ -41,4 +41,4 @@ def install(app: Flask, deps: Deps) -> None:
 
 
 def deps() -> Deps:
-    return current_app.extensions[_KEY]
+    return current_app._get_current_object().extensions[_KEY]  # type: ignore[attr-defined]

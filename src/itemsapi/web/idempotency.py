@@ -20,10 +20,11 @@ from flask import Response, request
 
 from itemsapi.db.idempotency import Once, Outcome, Stored
 from itemsapi.errors import BadHeader
-from itemsapi.web.context import of
+from itemsapi.web.context import current_request, of
 from itemsapi.web.deps import deps
 
 HEADER = "Idempotency-Key"
+_ENVIRON_KEY = "HTTP_IDEMPOTENCY_KEY"  # HEADER as the WSGI environ names it
 REPLAYED = "Idempotent-Replayed"
 KEY_MAX = 255
 # Published as is (openapi.py): no white space at either end, which HTTP would strip.
@@ -57,12 +58,13 @@ def requested() -> Requested | None:
     """The request's Idempotency-Key, None without one; 400 when it is malformed, or missing
     on a POST while ITEMSAPI_REQUIRE_IDEMPOTENCY_KEY is on. Call before reading the body as
     JSON: the fingerprint reads (and keeps) the raw body."""
-    value = request.headers.get(HEADER)
+    current = current_request()
+    value = current.environ.get(_ENVIRON_KEY)
     if value is None:
-        if request.method == "POST" and deps().settings.require_idempotency_key:
+        if current.method == "POST" and deps().settings.require_idempotency_key:
             raise BadHeader(HEADER, "is required on POST by this server")
         return None
-    principal = of(request.environ).principal or ""
+    principal = of(current.environ).principal or ""
     return Requested(principal, parse_key(value), fingerprint(), deps().settings.idempotency_ttl)
 
 

@@ -13,11 +13,11 @@ from itemsapi.db.pool import Row
 from itemsapi.errors import BadParameter
 from itemsapi.web import batch, idempotency, pagination
 from itemsapi.web.bodies import JSON, MERGE_PATCH, json_body
-from itemsapi.web.context import of
+from itemsapi.web.context import current_request, header, of
 from itemsapi.web.deps import deps
 from itemsapi.web.listing import LIST_PARAMETERS, parse_fields, parse_list_query
 from itemsapi.web.preconditions import parse_entity_tags
-from itemsapi.web.prefer import APPLIED, MINIMAL, PREFER, prefers_minimal
+from itemsapi.web.prefer import APPLIED, MINIMAL, PREFER_ENVIRON, prefers_minimal
 from itemsapi.web.problems import ItemPathNotFound
 from itemsapi.web.responses import json_response
 from itemsapi.web.schemas import ITEM_ID_MAX, validate_patch, validate_write
@@ -61,12 +61,12 @@ def _items() -> CachedItemRepository:
 
 
 def _deadline() -> float | None:
-    return of(request.environ).deadline
+    return of(current_request().environ).deadline
 
 
 def by() -> str:
     """Who makes this request's write, for the change log: its principal ('' for none)."""
-    return of(request.environ).principal or ""
+    return of(current_request().environ).principal or ""
 
 
 @bp.post("/items")
@@ -88,7 +88,7 @@ def _created(item: Row) -> Response:
 
 @bp.get("/items/<item_id:item_id>")
 def get_item(item_id: int) -> Response:
-    tags = parse_entity_tags("If-None-Match", request.headers.get("If-None-Match"))
+    tags = parse_entity_tags("If-None-Match", header("HTTP_IF_NONE_MATCH"))
     fields = _fields_only()
     item, served = _items().get(item_id, _deadline())
     tag = etag(item)  # of the whole item, whatever fields are asked for
@@ -124,7 +124,7 @@ def delete_item(item_id: int) -> Response:
 
 @bp.get("/items")
 def list_items() -> Response:
-    prefer = request.headers.get(PREFER)
+    prefer = header(PREFER_ENVIRON)
     query = parse_list_query(request.args, prefer, allowed=LIST_PARAMETERS)
     fields = parse_fields(request.args.get("fields"))
     page, served = _items().list(query, _deadline())
@@ -158,7 +158,7 @@ def _written(item: Row, status: int = 200) -> Response:
     ETag, and Location where a create or the missing body calls for it (201 for a create,
     else 200 with the item, 204 without)."""
     headers = {"ETag": f'"{etag(item)}"'}
-    minimal = prefers_minimal(request.headers.get(PREFER))
+    minimal = prefers_minimal(header(PREFER_ENVIRON))
     if status == 201 or minimal:
         headers["Location"] = url_for(".get_item", item_id=item["id"])
     if minimal:
@@ -181,7 +181,7 @@ def _project(item: Row, fields: tuple[str, ...]) -> dict[str, Any]:
 def _if_match(item_id: int) -> list[int] | None:
     """The versions If-Match accepts; None when there is no precondition (or `*`, which only
     asks that the item exist, as every write here does anyway)."""
-    tags = parse_entity_tags("If-Match", request.headers.get("If-Match"))
+    tags = parse_entity_tags("If-Match", header("HTTP_IF_MATCH"))
     if tags is None or tags.star:
         return None
     versions = []

@@ -5,6 +5,7 @@ says; one that was honoured is named back in Preference-Applied."""
 from __future__ import annotations
 
 PREFER = "Prefer"
+PREFER_ENVIRON = "HTTP_PREFER"  # PREFER as the WSGI environ names it
 APPLIED = "Preference-Applied"
 MINIMAL = "return=minimal"
 
