@@ -51,7 +51,15 @@ def test_bodies_that_never_arrive_are_cut_off_by_the_proxy_and_never_reach_the_a
 
     async def stall(n: int) -> tuple[float, asyncio.StreamReader, asyncio.StreamWriter]:
         # Each from an address of its own: nginx allows 20 connections per client address.
-        reader, writer = await connect(nginx.tls_port, client_address(n))
+        for attempt in range(3):
+            try:
+                reader, writer = await connect(nginx.tls_port, client_address(n))
+                break
+            except ConnectionResetError:
+                # 200 TLS handshakes at once on a starved machine: one reset now and then is
+                # the handshake's, not what this test is about; a third in a row fails it.
+                if attempt == 2:
+                    raise
         lines = f"POST /v1/items HTTP/1.1\r\nHost: localhost\r\n{head(token, 100)}\r\n"
         writer.write(lines.encode() + b'{"na')
         await writer.drain()
