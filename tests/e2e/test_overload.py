@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import resource
 import select
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,13 +22,19 @@ from tests.helpers import TOKENS, TableLock, http, item_payload, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+DEPLOYMENT = Path(__file__).parents[2] / "deploy/k8s/base/api-deployment.yaml"
+
 POOL_TIMEOUT = 2.0  # the defaults: ITEMSAPI_POOL_TIMEOUT, _STATEMENT_TIMEOUT_MS, _READY_TIMEOUT
 STATEMENT_TIMEOUT = 5.0
 READY_TIMEOUT = 1.0
 WORKERS = 2
 BODY_READS = 32  # the default ITEMSAPI_MAX_BODY_READS, per worker; one client holds half at most
 RUN_SLOTS = 16
-LIVE_BOUND = 1.0
+# /live must answer within the liveness probe's timeout that deploy/ gives Kubernetes: a slower
+# answer under overload is a restart of a process that was serving.
+LIVE_BOUND = float(
+    re.search(r"livenessProbe:(?:\n.*?)*?timeoutSeconds: (\d+)", DEPLOYMENT.read_text())[1]
+)
 READY_BOUND = READY_TIMEOUT + 0.5
 MEMORY_BOUND = 600 * 1024 * 1024  # all three processes together
 
@@ -182,7 +190,9 @@ def slow_bodies_meanwhile(server, token: str | None) -> tuple[dict, dict, dict, 
 
 def check_others_served(figures: dict, writes: list[Answer]) -> None:
     assert figures["200"] == figures["requests"]  # the other clients: all served, at once
-    assert figures["p99_200_s"] < 0.5
+    # Half the pool timeout: a request queued behind the stalled bodies for a slot would wait
+    # the whole of it and then be shed.
+    assert figures["p99_200_s"] < POOL_TIMEOUT / 2
     assert writes
     assert figures["writes_201"] == len(writes), sorted({a.status for a in writes})
 

@@ -15,14 +15,13 @@ import pytest
 
 from tests.deploy.conftest import NGINX_CONF
 from tests.e2e.proxy import Nginx, client_address, connect, request
-from tests.e2e.test_overload import port_of
+from tests.e2e.test_overload import LIVE_BOUND, port_of
 from tests.helpers import item_payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BODY_TIMEOUT = float(re.search(r"client_body_timeout (\d+)s;", NGINX_CONF.read_text())[1])
 STALLED = 200
-LIVE_BOUND = 1.0
 
 
 @pytest.fixture
