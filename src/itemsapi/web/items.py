@@ -168,10 +168,15 @@ def _written(item: Row, status: int = 200) -> Response:
 
 
 def _fields_only() -> tuple[str, ...] | None:
-    """`fields=` of a single item's GET (other parameters are ignored, as they always were)."""
-    if len(request.args.getlist("fields")) > 1:
+    """`fields=` of a single item's GET (other parameters are ignored, as they always were).
+    A GET without a query string, the usual one, parses none."""
+    current = current_request()
+    if not current.environ.get("QUERY_STRING"):
+        return None
+    asked = current.args.getlist("fields")
+    if len(asked) > 1:
         raise BadParameter("fields", "must be given at most once")
-    return parse_fields(request.args.get("fields"))
+    return parse_fields(asked[0] if asked else None)
 
 
 def _project(item: Row, fields: tuple[str, ...]) -> dict[str, Any]:
