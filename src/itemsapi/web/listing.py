@@ -54,8 +54,12 @@ def parse_list_query(
     errors: list[FieldError] = []
 
     def take(name: str, parser: Callable[[str], Any], default: Any = None) -> Any:
-        raw = args.get(name)
-        if raw is None or (raw == "" and name in ("q", "cursor")):  # empty: none, as ever
+        # Most of the parameters are absent from most lists: `in` is a dict's, while a
+        # MultiDict's get raises and catches a KeyError for each missing name.
+        if name not in args:
+            return default
+        raw = args[name]
+        if raw == "" and name in ("q", "cursor"):  # empty: none, as ever
             return default
         try:
             return parser(raw)
