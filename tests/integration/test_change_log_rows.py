@@ -67,3 +67,29 @@ def test_changes_recorded_before_0011_are_read_from_their_stored_item(client, sq
         ("before 0011", "stored")
     ]
     assert history[-1]["item"] | {"etag": None} == {**item, "etag": None} | history[-1]["item"]
+
+
+def test_a_bulk_insert_into_an_emptied_log_finds_each_previous_change_through_the_index(
+    clean_db, sql
+):
+    """One statement inserting `rows` items after the log was emptied and vacuumed (reltuples
+    0): each row's lookup of its previous change must stay a probe of item_changes_item_idx. A
+    plan kept from the first firing, when the log was empty, scanned the whole log per row:
+    about rows² / 2 rows read."""
+    rows = 2000
+    sql.execute("VACUUM ANALYZE item_changes")  # clean_db emptied it
+    assert sql.execute(
+        "SELECT reltuples FROM pg_class WHERE relname = 'item_changes'"
+    ).fetchone()["reltuples"] == 0  # fmt: skip
+    with psycopg.connect(clean_db) as writer:
+        writer.execute(
+            "INSERT INTO items (name, description, quantity, attributes)"
+            " SELECT 'n' || n, '', 1, '{}' FROM generate_series(1, %s) AS n",
+            (rows,),
+        )
+        seq_read, probes = writer.execute(
+            "SELECT seq_tup_read, idx_scan FROM pg_stat_xact_user_tables"
+            " WHERE relname = 'item_changes'"
+        ).fetchone()
+    assert seq_read < rows, f"{seq_read:,} log rows read by sequential scans"
+    assert probes >= rows  # one probe of the index per inserted row

@@ -1,0 +1,12 @@
+-- The change log's trigger looks up an item's previous change through item_changes_item_idx,
+-- whatever the planner believes of the log's size (docs/design.md, "The change feed").
+--
+-- Why: PL/pgSQL plans the lookup once and keeps the plan for the session. A statement of many
+-- rows fires the trigger once per row at its end; when the log was empty at the first firing and
+-- had been vacuumed or analysed so (its reltuples 0: after TRUNCATE, or retention pruning it
+-- empty), the plan kept was a sequential scan and sort of the log, cheapest for an empty table.
+-- The log then grows by a row per firing, each firing scans all of it: 200,000 rows inserted in
+-- one statement took over a quarter of an hour instead of seconds. With sequential scans
+-- disabled inside the function the kept plan is the index's, and each lookup stays one probe
+-- (tests/integration/test_change_log_rows.py reads the log's own scan counters).
+ALTER FUNCTION itemsapi_record_item_changes() SET enable_seqscan = off;
