@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BODY_TIMEOUT = float(re.search(r"client_body_timeout (\d+)s;", NGINX_CONF.read_text())[1])
 STALLED = 200
+RESET = -1  # a stalled connection's end: reset rather than closed
 
 
 @pytest.fixture
@@ -65,18 +66,21 @@ def test_bodies_that_never_arrive_are_cut_off_by_the_proxy_and_never_reach_the_a
         return time.monotonic(), reader, writer
 
     async def ending(sent: float, reader: asyncio.StreamReader, writer) -> tuple[int, float]:
-        """What the proxy did with a stalled request (0: closed it unanswered, or reset it),
-        and when."""
+        """What the proxy did with a stalled request (0: closed it unanswered; RESET: the
+        connection was reset, or broke under the TLS layer's own write), and when."""
         try:
             raw = await asyncio.wait_for(reader.read(), BODY_TIMEOUT + 20)
-        except ConnectionError:  # reset, or broken under the TLS layer's own write: cut off
-            raw = b""
+        except ConnectionError:
+            writer.close()
+            return RESET, time.monotonic() - sent
         writer.close()
         status = int(raw.split()[1]) if raw.startswith(b"HTTP/") else 0
         return status, time.monotonic() - sent
 
     async def scenario():
         stalled = await asyncio.gather(*(stall(n) for n in range(STALLED)))
+        # Each stalled connection read from now on, so that its end is timed when it comes.
+        endings = [asyncio.ensure_future(ending(*s)) for s in stalled]
         live, others = [], []
         until = time.monotonic() + BODY_TIMEOUT / 2
         while time.monotonic() < until:
@@ -86,25 +90,32 @@ def test_bodies_that_never_arrive_are_cut_off_by_the_proxy_and_never_reach_the_a
             )
             others.append(await post)
             await asyncio.sleep(0.1)
-        ends = await asyncio.gather(*(ending(*s) for s in stalled))
+        ends = await asyncio.gather(*endings)
         return live, others, ends
 
     live, others, ends = asyncio.run(scenario())
     worst_live = max(a.seconds for a in live)
     statuses = sorted({status for status, _ in ends})
-    cut_after = [seconds for _, seconds in ends]
+    cut_after = [seconds for status, seconds in ends if status != RESET]
+    resets = [seconds for status, seconds in ends if status == RESET]
     print(
         f"\n{STALLED} stalled bodies behind nginx: /live max {worst_live:.3f} s over {len(live)}; "
         f"{len(others)} other POSTs {sorted({a.status for a in others})}; stalled ended with "
-        f"{statuses} after {min(cut_after):.1f}-{max(cut_after):.1f} s"
+        f"{statuses} after {min(cut_after):.1f}-{max(cut_after):.1f} s; {len(resets)} reset after"
+        f" {sorted(round(s, 1) for s in resets)}"
     )
     assert all(a.status == 200 for a in live)
     assert worst_live < LIVE_BOUND
     assert others
     assert all(a.status == 201 for a in others)
-    # Every stalled request: cut off once the body timeout passed, unanswered or with 408.
-    assert set(statuses) <= {0, 408}, statuses
+    # Every stalled request nginx read: cut off once the body timeout passed, unanswered or
+    # with 408. Of 200 TLS connections opened at once this machine resets some within a second
+    # of their request, before nginx logs anything of them (none on some runs, 13 to 37 of 200
+    # on others): those never reach the API either, and at least half must reach nginx.
+    assert set(statuses) <= {0, 408, RESET}, statuses
     assert all(BODY_TIMEOUT - 0.5 <= seconds <= BODY_TIMEOUT + 5 for seconds in cut_after)
+    assert len(cut_after) >= STALLED // 2, f"{len(resets)} of {STALLED} reset"
+    assert all(seconds <= BODY_TIMEOUT + 5 for seconds in resets)
     # The API saw only the other clients' POSTs: no stalled body ever held one of its threads.
     assert api_posts(server) == len(others)
 
