@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import resource
 import select
 import socket
 import time
-from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.deploy.conftest import ROOT
 from tests.e2e.crowd import Answer, PeakRss, Probes, clients_until, p99, request
 from tests.helpers import TOKENS, TableLock, http, item_payload, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-DEPLOYMENT = Path(__file__).parents[2] / "deploy/k8s/base/api-deployment.yaml"
 
 POOL_TIMEOUT = 2.0  # the defaults: ITEMSAPI_POOL_TIMEOUT, _STATEMENT_TIMEOUT_MS, _READY_TIMEOUT
 STATEMENT_TIMEOUT = 5.0
@@ -32,9 +30,9 @@ BODY_READS = 32  # the default ITEMSAPI_MAX_BODY_READS, per worker; one client h
 RUN_SLOTS = 16
 # /live must answer within the liveness probe's timeout that deploy/ gives Kubernetes: a slower
 # answer under overload is a restart of a process that was serving.
-LIVE_BOUND = float(
-    re.search(r"livenessProbe:(?:\n.*?)*?timeoutSeconds: (\d+)", DEPLOYMENT.read_text())[1]
-)
+DEPLOYMENT = yaml.safe_load((ROOT / "deploy/k8s/base/api-deployment.yaml").read_text())
+(API,) = (c for c in DEPLOYMENT["spec"]["template"]["spec"]["containers"] if c["name"] == "api")
+LIVE_BOUND = float(API["livenessProbe"]["timeoutSeconds"])
 READY_BOUND = READY_TIMEOUT + 0.5
 MEMORY_BOUND = 600 * 1024 * 1024  # all three processes together
 

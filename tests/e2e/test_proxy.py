@@ -71,9 +71,9 @@ def test_bodies_that_never_arrive_are_cut_off_by_the_proxy_and_never_reach_the_a
         try:
             raw = await asyncio.wait_for(reader.read(), BODY_TIMEOUT + 20)
         except ConnectionError:
-            writer.close()
             return RESET, time.monotonic() - sent
-        writer.close()
+        finally:
+            writer.close()
         status = int(raw.split()[1]) if raw.startswith(b"HTTP/") else 0
         return status, time.monotonic() - sent
 
