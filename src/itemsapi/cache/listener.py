@@ -3,9 +3,9 @@
 Generic: callers subscribe callbacks to channels (the read cache to itemsapi_items, the API key
 records to itemsapi_keys; anything else that must hear of changes made elsewhere can add its own
 channel), and to the listening state. "Listening" means the connection is up and every LISTEN
-has succeeded: from then on every notification committed is delivered. It turns false the
-moment the connection fails, before any reconnection attempt, so whoever relies on
-notifications stops relying on them at once.
+has succeeded: from then on every notification committed is delivered. Subscribers are told it
+turned false the moment the connection fails, before any reconnection attempt, so whoever relies
+on notifications stops relying on them at once.
 
 The connection is direct (ITEMSAPI_LISTEN_DATABASE_URL, else DATABASE_URL): LISTEN does not work
 through a pooler in transaction mode. A silent network failure is caught by a heartbeat query
@@ -112,7 +112,6 @@ class Listener:
     def _set_listening(self, listening: bool) -> None:
         if listening == self._listening:
             return
-        self._listening = listening
         if listening:
             log.info("listening for changes", extra={"channels": sorted(self._channels)})
         elif not self._stop.is_set():
@@ -122,3 +121,6 @@ class Listener:
                 callback(listening)
             except Exception:
                 log.exception("a listener state callback failed")
+        # Published once every subscriber has acted on it: whoever reads `listening` (a health
+        # report, a test) then sees the cache already bypassed, or already caught up.
+        self._listening = listening
