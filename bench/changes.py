@@ -51,16 +51,9 @@ TRIGGERS = ("items_change_tx", "items_changes_insert", "items_changes_update",
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("write", "poll", "waiters"))
-    parser.add_argument("--rounds", type=int, default=4, help="(4)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (10)")
-    parser.add_argument("--clients", type=int, default=16, help="pgbench clients (16)")
+    add_pgbench_options(parser, duration=10)
     parser.add_argument("--samples", type=int, default=300, help="poll: writes timed (300)")
     parser.add_argument("--waiters", type=int, default=500, help="waiters: followers (500)")
-    parser.add_argument("--rows", type=int, default=10_000, help="items to load (10000)")
-    parser.add_argument(
-        "--no-flush", action="store_true", help="write: commit without waiting for WAL flushes"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
     url = database_url("itemsapi_bench_changes")
     load(url, args.rows)
@@ -74,10 +67,24 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
+def add_pgbench_options(parser: argparse.ArgumentParser, duration: int) -> None:
+    """The options of a pgbench comparison in rounds (this module's write, bench.time_indexes)."""
+    parser.add_argument("--rounds", type=int, default=4, help="(4)")
+    parser.add_argument("--duration", type=int, default=duration,
+                        help=f"seconds per measurement ({duration})")  # fmt: skip
+    parser.add_argument("--clients", type=int, default=16, help="pgbench clients (16)")
+    parser.add_argument("--rows", type=int, default=10_000, help="items to load (10000)")
+    parser.add_argument(
+        "--no-flush", action="store_true", help="commit without waiting for WAL flushes"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
+
+
 # --- write: pgbench with and without the log ---------------------------------------------------
 
 
-def write_cost(url: str, args: argparse.Namespace) -> dict:
+def write_scripts(url: str) -> dict[str, str]:
+    """The API's own INSERT and PATCH statements, with who writes, as pgbench scripts."""
     row = {**PGBENCH_ROW, "attributes": Jsonb(PGBENCH_ROW["attributes"]), "by": "pgbench"}
     patch = statements.update_statement(("quantity", "attributes"), merge_attributes=True)
     with psycopg.connect(url) as conn:
@@ -85,8 +92,11 @@ def write_cost(url: str, args: argparse.Namespace) -> dict:
         update = ClientCursor(conn).mogrify(
             patch, {"quantity": 5, "attributes": Jsonb({"k": "w"}), "id": 0, "by": "pgbench"}
         )
-    update = update.replace("id = 0", "id = :id")
-    scripts = {"post": insert, "patch": update}
+    return {"post": insert, "patch": update.replace("id = 0", "id = :id")}
+
+
+def write_cost(url: str, args: argparse.Namespace) -> dict:
+    scripts = write_scripts(url)
     rounds = []
     for number in range(args.rounds):
         order = (True, False) if number % 2 == 0 else (False, True)

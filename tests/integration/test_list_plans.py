@@ -109,3 +109,16 @@ OWN_INDEX = {
 def test_each_filter_is_served_by_its_own_index_when_it_is_selective(loaded, index, args):
     text_plan = plan(loaded, {**args, "sort": "-name"}, deep=False)
     assert index in text_plan, text_plan
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [("created range", "items_created_at_id_idx"), ("updated since", "items_updated_at_id_idx")],
+)
+def test_a_time_range_sorted_by_id_reads_the_ids_from_its_index_alone(loaded, name, index):
+    """The first page of a time range sorted by id: when it is neither among the range's first
+    matches nor within a bounded walk of the id index, the range's ids are read from its index's
+    entries (list_query.walk_first_sql), not from the table's rows. Two index-only scans of it:
+    one counts the range (`small`), the other reads its ids."""
+    text_plan = plan(loaded, {**FILTERS[name], "sort": "-id"}, deep=False)
+    assert text_plan.count(f"Index Only Scan using {index}") == 2, text_plan

@@ -108,6 +108,11 @@ def test_a_time_range_sorted_by_another_key_walks_the_sorts_index_a_bounded_way_
         assert "(SELECT count(*) FROM walked) >= %(limit)s" in text
         assert "(SELECT count(*) FROM walked) < %(limit)s AND (SELECT yes FROM small)" in text
         assert "(SELECT count(*) FROM walked) < %(limit)s AND NOT (SELECT yes FROM small)" in text
+        # The range read whole sorts the matches' keys alone, then fetches the page by id.
+        assert (
+            "WHERE id = ANY(ARRAY(SELECT id FROM (SELECT id, created_at, updated_at FROM items"
+            " WHERE "
+        ) in text
     whole = list_sql(*list_shape(query), one_page=False).as_string()  # an export's: every page
     assert "walked" not in whole
 

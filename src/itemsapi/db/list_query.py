@@ -28,6 +28,8 @@ SORT_KEYS: dict[str, sql.Composable] = {
     "relevance": filters.RANK,  # only with a search
 }
 RELEVANCE = "relevance"
+# The columns of the RISING sort keys.
+RISING_COLUMNS = sql.SQL("id, created_at, updated_at")
 # The filters that bound a timestamp, by the column they bound.
 TIME_RANGES = {
     "created_at": ("created_from", "created_before"),
@@ -65,7 +67,8 @@ def time_range(sort: str, shape: tuple[str, ...]) -> str | None:
     """The column of a time range that walk_first_sql finds a page of this shape by: a range on
     one of the keys that rise with the ids, sorted by another of them; None otherwise, and with
     a search or ids, whose own indexes always serve them. A name or a price does not rise with
-    time, so the planner's even spread holds for them."""
+    time, so the planner's even spread holds for them: its walk of their index finds a page
+    sooner than reading the range would."""
     if "search" in shape or "ids" in shape or sort not in RISING:
         return None
     for column, names in TIME_RANGES.items():
@@ -134,12 +137,15 @@ def walk_first_sql(
        the matches, so their first rows in the sort's order are the page.
     2. `walked`: the first %(walk)s entries of the sort's index past the cursor. The matches
        among them, when they fill the page, are the first in the sort's order: the page.
-    3. A range of fewer than %(range_read)s rows (`small`, counted in its index): every match,
-       read through that index, and sorted.
+    3. A range of fewer than %(range_read)s rows (`small`, counted in its index): every match's
+       sort key, read through that index (its entries alone, an index-only scan, when the key
+       is id and no other filter needs the row), sorted; then the page's rows, fetched by id.
+       (Counting and reading are two scans of the index: keeping the keys of the first for the
+       second, in a materialized CTE, cost more than scanning again.)
     4. A larger one: the planner's own plan, as without these steps.
-    So a page costs at most two short reads more than the planner's plan would, and instead of
-    that plan, when the sort's walk fails, the range's matches while there are few enough to
-    read whole."""
+    So a page costs at most two short reads and the range's keys more than the planner's plan
+    would, and instead of that plan, when the sort's walk fails, the range's keys while there
+    are few enough to read whole."""
     bounds = [filters.CONDITIONS[name] for name in TIME_RANGES[range_column] if name in shape]
     return sql.SQL(
         "WITH few AS MATERIALIZED ("
@@ -160,8 +166,9 @@ def walk_first_sql(
         " AND (SELECT count(*) FROM walked) >= %(limit)s"
         " UNION ALL"
         " SELECT * FROM ("
-        "SELECT {columns} FROM (SELECT * FROM items{where_all} OFFSET 0) AS items"
-        " ORDER BY {order} LIMIT %(limit)s) AS ranged"
+        "SELECT {columns} FROM items WHERE id = ANY(ARRAY("
+        "SELECT id FROM (SELECT {keys} FROM items{where_all} OFFSET 0) AS items"
+        " ORDER BY {order} LIMIT %(limit)s))) AS ranged"
         " WHERE (SELECT count(*) FROM few) >= %(few)s"
         " AND (SELECT count(*) FROM walked) < %(limit)s AND (SELECT yes FROM small)"
         " UNION ALL"
@@ -174,6 +181,7 @@ def walk_first_sql(
         columns=columns, keyset=filters.where((), *keyset), order=order,
         where=filters.where(shape), where_all=filters.where(shape, *keyset),
         range_column=sql.Identifier(range_column), bounds=filters.where((), *bounds),
+        keys=RISING_COLUMNS,
     )  # fmt: skip
 
 
