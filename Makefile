@@ -16,10 +16,11 @@ LOCKS := requirements.txt requirements-dev.txt tools/requirements-build.txt \
 run: $(VENV)/.dev
 	$(BIN)/itemsapi serve
 
+# The slowest tests are listed at the end: CI's time budget is spent where they say.
 test: $(VENV)/.dev tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # The image built from the Dockerfile and run as compose runs it, under podman (make test runs it
 # too): see docs/deployment.md. The stand-in base image is cached in ~/.cache/itemsapi-image.
