@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -96,22 +97,31 @@ def write_scripts(url: str) -> dict[str, str]:
 
 
 def write_cost(url: str, args: argparse.Namespace) -> dict:
+    return alternate(url, args, lambda logged: switch(url, logged), ("log", "no_log"))
+
+
+def alternate(
+    url: str, args: argparse.Namespace, setup: Callable[[bool], None], labels: tuple[str, str]
+) -> dict:
+    """pgbench runs the API's writes (write_scripts) in `args.rounds` rounds, each measuring
+    both states `setup(True)` and `setup(False)` (named by `labels`), in alternating order, so
+    that the machine's drift touches both alike; ends in the state `setup(True)` makes. Per
+    script, the median ratio of transactions per second, first state over second."""
     scripts = write_scripts(url)
     rounds = []
     for number in range(args.rounds):
-        order = (True, False) if number % 2 == 0 else (False, True)
         measured: dict = {}
-        for logged in order:
-            switch(url, logged)
+        for state in (True, False) if number % 2 == 0 else (False, True):
+            setup(state)
+            label = labels[0] if state else labels[1]
             for name, statement in scripts.items():
-                key = f"{name}_{'log' if logged else 'no_log'}"
-                measured[key] = pgbench(url, statement, args)
+                measured[f"{name}_{label}"] = pgbench(url, statement, args)
         rounds.append(measured)
         print(f"round {number + 1}: {measured}", file=sys.stderr, flush=True)
-    switch(url, True)
+    setup(True)
     summary = {}
     for name in scripts:
-        ratios = [r[f"{name}_log"] / r[f"{name}_no_log"] for r in rounds]
+        ratios = [r[f"{name}_{labels[0]}"] / r[f"{name}_{labels[1]}"] for r in rounds]
         summary[name] = {"tps_ratio_median": round(statistics.median(ratios), 3),
                          "tps_ratios": [round(x, 3) for x in ratios]}  # fmt: skip
     return {"rounds": rounds, "summary": summary}

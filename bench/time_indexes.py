@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
 
 import psycopg
 
-from bench.changes import add_pgbench_options, pgbench, write_scripts
+from bench.changes import add_pgbench_options, alternate
 from bench.run import database_url, load
 
 INDEXES = {  # name: (key, the column it would carry)
@@ -43,25 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     url = database_url("itemsapi_bench_time_indexes")
     load(url, args.rows)
-    scripts = write_scripts(url)
-    rounds = []
-    for number in range(args.rounds):
-        measured: dict = {}
-        for wide in (True, False) if number % 2 == 0 else (False, True):
-            build(url, wide)
-            label = "include" if wide else "narrow"
-            for name, statement in scripts.items():
-                measured[f"{name}_{label}"] = pgbench(url, statement, args)
-        rounds.append(measured)
-        print(f"round {number + 1}: {measured}", file=sys.stderr, flush=True)
+    measured = alternate(url, args, lambda wide: build(url, wide), ("include", "narrow"))
     build(url, False)  # as shipped
-    summary = {}
-    for name in scripts:
-        ratios = [r[f"{name}_include"] / r[f"{name}_narrow"] for r in rounds]
-        summary[name] = {"tps_ratio_median": round(statistics.median(ratios), 3),
-                         "tps_ratios": [round(x, 3) for x in ratios]}  # fmt: skip
-    results = {"settings": {k: str(v) for k, v in vars(args).items()}, "rounds": rounds,
-               "summary": summary}  # fmt: skip
+    results = {"settings": {k: str(v) for k, v in vars(args).items()}, **measured}
     print(json.dumps(results, indent=2))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -28,8 +28,6 @@ SORT_KEYS: dict[str, sql.Composable] = {
     "relevance": filters.RANK,  # only with a search
 }
 RELEVANCE = "relevance"
-# The columns of the RISING sort keys.
-RISING_COLUMNS = sql.SQL("id, created_at, updated_at")
 # The filters that bound a timestamp, by the column they bound.
 TIME_RANGES = {
     "created_at": ("created_from", "created_before"),
@@ -37,6 +35,7 @@ TIME_RANGES = {
 }
 # The sort keys that rise together as rows are created (and mostly updated) over time.
 RISING = ("id", "created_at", "updated_at")
+RISING_COLUMNS = sql.SQL(", ").join(map(sql.SQL, RISING))  # what walk_first_sql sorts by
 # A page of a time range sorted by another key (walk_first_sql): the most matches its first
 # step reads, the most entries of the sort's index its second walks, and the most matches of a
 # range read whole and sorted.
