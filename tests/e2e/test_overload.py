@@ -171,8 +171,8 @@ def slow_bodies_meanwhile(server, token: str | None) -> tuple[dict, dict, dict, 
     slow = stall_bodies(port, 200, token)
     try:
         if token is None:
-            # 200 credential checks arriving at once are a burst like any other (each takes a
-            # run slot to be refused): the others start once every one has been refused.
+            # Refused from their headers before they take a run slot (no token to look up):
+            # the others start once every one has been answered.
             _wait_answered(slow, 10)
         probes, memory, answers, writes = others_meanwhile(server, port)
         slow_statuses = [_status_of(sock) for sock in slow]

@@ -242,3 +242,27 @@ def test_a_request_refused_for_its_credentials_gives_its_run_slot_back():
     for _ in range(SETTINGS.blocking_threads + SETTINGS.max_queued + 1):
         assert call(app, body=b"{}")[0] == 401
     assert call(app, body=b"{}", HTTP_AUTHORIZATION=f"Bearer {GOOD_TOKEN}")[0] == 200
+
+
+def test_a_request_without_a_token_is_told_401_even_when_every_slot_is_taken():
+    app = admission = App(secured=True)
+    authorized = {"HTTP_AUTHORIZATION": f"Bearer {GOOD_TOKEN}"}
+    app.gate.clear()
+    holders = [
+        threading.Thread(target=call, args=(admission,), kwargs=authorized) for _ in range(3)
+    ]
+    for holder in holders:
+        holder.start()
+    try:
+        wait_until(lambda: len(app.wait_left) == 2, 10, "two requests to hold both run slots")
+        time.sleep(0.05)  # the third waits for a slot in the only queue place
+        for env in ({}, {"HTTP_AUTHORIZATION": "Basic abc"}):
+            status, _, body = call(admission, **env)
+            assert (status, problem_type(body)) == (401, "unauthorized")
+        # A token needs a lookup, which needs a slot: refused as overload.
+        status, _, body = call(admission, HTTP_AUTHORIZATION="Bearer bad")
+        assert (status, problem_type(body)) == (503, "overloaded")
+    finally:
+        app.gate.set()
+        for holder in holders:
+            holder.join()

@@ -38,6 +38,20 @@ class Enforcer:
             raise Forbidden(scope)
         return principal.id
 
+    def refuse_without_token(
+        self, endpoint: str | None, method: str, authorization: str | None
+    ) -> None:
+        """Unauthorized when the endpoint needs a scope and the headers hold no bearer token at
+        all. It needs no lookup, so admission calls it before the request takes a run slot: a
+        burst of anonymous requests is told 401, never 503 as if a retry could help."""
+        if self._authenticate is None or self._policy.required(endpoint, method) is None:
+            return
+        try:
+            bearer_token(authorization)
+        except Unauthorized as exc:
+            count_auth_failure(exc.reason)
+            raise
+
 
 def bearer_token(header: str | None) -> str:
     """The token of an `Authorization: Bearer <token>` header (the scheme in any case)."""

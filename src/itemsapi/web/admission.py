@@ -9,6 +9,8 @@ lets item requests hold (`granian_threads`), and `admit` decides per request, be
 
 - the probes and /metrics pass straight through (their credentials checked, where they need
   any): they run on the threads kept free for them;
+- any other request without a bearer token, where one is needed, is refused (401) at once: it
+  needs no lookup, and a retry would not help it, so it is never told 503;
 - every other request needs one of `blocking_threads` run slots; when none is free it waits for
   one, at most the pool timeout, if fewer than `max_queued` are already waiting; else, or when
   the wait runs out, it gets 503 + Retry-After (Overloaded) at once;
@@ -149,6 +151,7 @@ class Admission:
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
             context.principal = self._enforcer.check(*credentials)
             return
+        self._enforcer.refuse_without_token(*credentials)
         transfer = self._transfers.get(endpoint or "")
         if transfer is not None:
             context.release = transfer.take()
