@@ -17,24 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
-from psycopg import ClientCursor
-from psycopg.types.json import Jsonb
 
 from bench.paired import Build, start
-from bench.product import pgbench as pgbench_program
 from bench.run import (
-    PGBENCH_ROW,
     ROOT,
     database_url,
     load,
@@ -43,7 +35,7 @@ from bench.run import (
     wrk_command,
     wrk_result,
 )
-from itemsapi.db import statements
+from bench.write_rounds import add_pgbench_options, alternate
 
 TRIGGERS = ("items_change_tx", "items_changes_insert", "items_changes_update",
             "items_changes_delete")  # fmt: skip
@@ -68,63 +60,11 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def add_pgbench_options(parser: argparse.ArgumentParser, duration: int) -> None:
-    """The options of a pgbench comparison in rounds (this module's write, bench.time_indexes)."""
-    parser.add_argument("--rounds", type=int, default=4, help="(4)")
-    parser.add_argument("--duration", type=int, default=duration,
-                        help=f"seconds per measurement ({duration})")  # fmt: skip
-    parser.add_argument("--clients", type=int, default=16, help="pgbench clients (16)")
-    parser.add_argument("--rows", type=int, default=10_000, help="items to load (10000)")
-    parser.add_argument(
-        "--no-flush", action="store_true", help="commit without waiting for WAL flushes"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
-
-
 # --- write: pgbench with and without the log ---------------------------------------------------
-
-
-def write_scripts(url: str) -> dict[str, str]:
-    """The API's own INSERT and PATCH statements, with who writes, as pgbench scripts."""
-    row = {**PGBENCH_ROW, "attributes": Jsonb(PGBENCH_ROW["attributes"]), "by": "pgbench"}
-    patch = statements.update_statement(("quantity", "attributes"), merge_attributes=True)
-    with psycopg.connect(url) as conn:
-        insert = ClientCursor(conn).mogrify(statements.insert_statement(), row)
-        update = ClientCursor(conn).mogrify(
-            patch, {"quantity": 5, "attributes": Jsonb({"k": "w"}), "id": 0, "by": "pgbench"}
-        )
-    return {"post": insert, "patch": update.replace("id = 0", "id = :id")}
 
 
 def write_cost(url: str, args: argparse.Namespace) -> dict:
     return alternate(url, args, lambda logged: switch(url, logged), ("log", "no_log"))
-
-
-def alternate(
-    url: str, args: argparse.Namespace, setup: Callable[[bool], None], labels: tuple[str, str]
-) -> dict:
-    """pgbench runs the API's writes (write_scripts) in `args.rounds` rounds, each measuring
-    both states `setup(True)` and `setup(False)` (named by `labels`), in alternating order, so
-    that the machine's drift touches both alike; ends in the state `setup(True)` makes. Per
-    script, the median ratio of transactions per second, first state over second."""
-    scripts = write_scripts(url)
-    rounds = []
-    for number in range(args.rounds):
-        measured: dict = {}
-        for state in (True, False) if number % 2 == 0 else (False, True):
-            setup(state)
-            label = labels[0] if state else labels[1]
-            for name, statement in scripts.items():
-                measured[f"{name}_{label}"] = pgbench(url, statement, args)
-        rounds.append(measured)
-        print(f"round {number + 1}: {measured}", file=sys.stderr, flush=True)
-    setup(True)
-    summary = {}
-    for name in scripts:
-        ratios = [r[f"{name}_{labels[0]}"] / r[f"{name}_{labels[1]}"] for r in rounds]
-        summary[name] = {"tps_ratio_median": round(statistics.median(ratios), 3),
-                         "tps_ratios": [round(x, 3) for x in ratios]}  # fmt: skip
-    return {"rounds": rounds, "summary": summary}
 
 
 def switch(url: str, on: bool) -> None:
@@ -132,29 +72,6 @@ def switch(url: str, on: bool) -> None:
         for trigger in TRIGGERS:
             verb = "ENABLE" if on else "DISABLE"
             conn.execute(f"ALTER TABLE items {verb} TRIGGER {trigger}")
-
-
-def pgbench(url: str, statement: str, args: argparse.Namespace) -> float:
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
-        script.write(f"\\set id random(1, {args.rows})\n{statement};\n")
-    try:
-        out = subprocess.run(
-            [pgbench_program(), "-n", "-c", str(args.clients), "-j", "2", "-T",
-             str(args.duration), "-M", "prepared", "-f", script.name, url],
-            capture_output=True, text=True, check=True, env=pgbench_env(args),
-        ).stdout  # fmt: skip
-    finally:
-        os.unlink(script.name)
-    return float(re.search(r"tps = ([\d.]+)", out)[1])
-
-
-def pgbench_env(args: argparse.Namespace) -> dict[str, str]:
-    """Sessions set up as the API's: they announce their writes themselves (after commit), so
-    the notification triggers of migration 0002 skip them, and only the log's cost is compared."""
-    options = "-c itemsapi.announce=after_commit"
-    if args.no_flush:
-        options += " -c synchronous_commit=off"
-    return {**os.environ, "PGOPTIONS": options}
 
 
 # --- the server for poll and waiters ----------------------------------------------------------

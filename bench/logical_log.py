@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,9 +34,9 @@ import pgserver
 import psycopg
 from pgserver._commands import pg_ctl
 
-from bench.changes import add_pgbench_options, pgbench_env, switch, write_scripts
-from bench.product import pgbench as pgbench_program
+from bench.changes import switch
 from bench.run import load
+from bench.write_rounds import add_pgbench_options, pgbench, write_scripts
 
 SLOT, PUBLICATION = "itemsapi_bench_log", "itemsapi_bench_items"
 SETUP = """
@@ -117,36 +115,22 @@ def run_state(url: str, state: str, statement: str, args: argparse.Namespace) ->
         if state == "decoded":
             conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (SLOT,))
     if state != "decoded":
-        count, seconds = pgbench(url, statement, args)
-        return count / seconds
+        return pgbench(url, statement, args)[0]
     reader = Reader(url)
     reader.start()
     try:
-        count, seconds = pgbench(url, statement, args)
+        count = pgbench(url, statement, args)[1]
         caught_up = time.monotonic()
         reader.catch_up()
         lag = time.monotonic() - caught_up
         print(f"{count} written, {reader.decoded} decoded, {lag:.2f} s behind", file=sys.stderr)
         assert reader.decoded >= count, (reader.decoded, count)
-        return count / (seconds + lag)
+        return count / (args.duration + lag)
     finally:
         reader.stop()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (SLOT,))
             conn.execute("TRUNCATE decoded_changes")
-
-
-def pgbench(url: str, statement: str, args: argparse.Namespace) -> tuple[int, float]:
-    """The transactions pgbench ran, and in how many seconds."""
-    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-        script.write(f"\\set id random(1, {args.rows})\n{statement};\n")
-        script.flush()
-        out = subprocess.run(
-            [pgbench_program(), "-n", "-c", str(args.clients), "-j", "2", "-T",
-             str(args.duration), "-M", "prepared", "-f", script.name, url],
-            capture_output=True, text=True, check=True, env=pgbench_env(args),
-        ).stdout  # fmt: skip
-    return int(re.search(r"actually processed: (\d+)", out)[1]), float(args.duration)
 
 
 class Reader(threading.Thread):

@@ -17,8 +17,8 @@ import json
 
 import psycopg
 
-from bench.changes import add_pgbench_options, alternate
 from bench.run import database_url, load
+from bench.write_rounds import add_pgbench_options, alternate
 
 INDEXES = {  # name: (key, the column it would carry)
     "items_created_at_id_idx": ("created_at, id", "updated_at"),
