@@ -79,8 +79,12 @@ def http(
     body: Any = None,
     headers: dict[str, str | None] | None = None,
     timeout: float = 10,
+    declared: int | None = None,
 ) -> HttpResponse:
-    """One real HTTP request (no client library between the test and the server)."""
+    """One real HTTP request (no client library between the test and the server). `declared`:
+    send only the headers, declaring a body of that many bytes, and wait for the answer (a
+    server refusing a body from its declared length closes the connection unread, and a client
+    still sending a large body may see it reset before it can read the answer)."""
     parts = urlsplit(url)
     conn = HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     headers = dict(headers or {})
@@ -96,7 +100,13 @@ def http(
         headers.setdefault("Content-Type", "application/json")
     try:
         path = parts.path + ("?" + parts.query if parts.query else "")
-        conn.request(method, path, body=data, headers=headers)
+        if declared is None:
+            conn.request(method, path, body=data, headers=headers)
+        else:
+            conn.putrequest(method, path)
+            for name, value in {**headers, "Content-Length": str(declared)}.items():
+                conn.putheader(name, value)
+            conn.endheaders()
         response = conn.getresponse()
         return HttpResponse(
             response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()

@@ -68,8 +68,8 @@ def test_problem_responses_over_http(server):
     too_big = http(
         "POST",
         f"{base}/v1/items",
-        b"x" * (1024 * 1024 + 10),
         headers={"Content-Type": "application/json"},
+        declared=1024 * 1024 + 10,
     )
     assert too_big.status == 413
     not_allowed = http("DELETE", f"{base}/v1/items")
