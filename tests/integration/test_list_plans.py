@@ -5,6 +5,7 @@ sequential scan of items at 100,000 rows: a later change cannot lose an index un
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -122,3 +123,21 @@ def test_a_time_range_sorted_by_id_reads_the_ids_from_its_index_alone(loaded, na
     one counts the range (`small`), the other reads its ids."""
     text_plan = plan(loaded, {**FILTERS[name], "sort": "-id"}, deep=False)
     assert text_plan.count(f"Index Only Scan using {index}") == 2, text_plan
+
+
+@pytest.mark.parametrize("sort", ["price", "-price"])
+def test_pages_by_price_of_items_without_one_start_at_the_cursor_in_the_index(loaded, sort):
+    """Every key is -1: without an id bound beside the row comparison, the filter's equality on
+    the index's first column leaves the scan to start at the first item without a price, and
+    each page reads every earlier one again (list_query.pins_price)."""
+    query = parse_list_query(MultiDict({"has_price": "false", "sort": sort}))
+    query = list_query.ListQuery(
+        query.limit, query.sort, query.descending, (Decimal(-1), 50_000), query.filters
+    )
+    statement = text(sized.list_sql, *list_query.list_shape(query))
+    params = {**list_query.list_params(query), "budget": 4 * 1024 * 1024}
+    rows = loaded.execute("EXPLAIN " + statement, params).fetchall()
+    conditions = [row["QUERY PLAN"] for row in rows if "Index Cond" in row["QUERY PLAN"]]
+    op = "<" if sort.startswith("-") else ">"
+    assert any(f"(id {op} '50000'::bigint)" in line or f"(id {op} 50000)" in line
+               for line in conditions), conditions  # fmt: skip

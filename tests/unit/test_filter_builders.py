@@ -56,6 +56,30 @@ def test_has_price_false_is_its_own_shape():
     assert Filters(has_price=False).shape() != Filters(has_price=True).shape()
 
 
+@pytest.mark.parametrize(
+    ("descending", "after", "bound"),
+    [
+        (False, (Decimal(-1), 70), 70),  # a page of items without a price: the cursor's id
+        (True, (Decimal(-1), 70), 70),
+        (False, (Decimal("2.50"), 70), 0),  # after a priced key: no id excluded by it
+        (True, (Decimal("2.50"), 70), 2**63 - 1),
+    ],
+)
+def test_pages_by_price_of_items_without_one_bound_the_id_beside_the_row_comparison(
+    descending, after, bound
+):
+    query = ListQuery(sort="price", descending=descending, after=after,
+                      filters=Filters(has_price=False))  # fmt: skip
+    op = "<" if descending else ">"
+    text = rendered(query)
+    assert f"(COALESCE(price, -1), id) {op} (%(after_key)s, %(after_id)s)" in text
+    assert f"id {op} %(pinned_after_id)s" in text
+    assert list_params(query)["pinned_after_id"] == bound
+    priced = ListQuery(sort="price", after=after, filters=Filters(has_price=True))
+    assert "pinned_after_id" not in rendered(priced)
+    assert "pinned_after_id" not in list_params(priced)
+
+
 def test_a_shape_name_outside_the_allow_list_is_refused():
     with pytest.raises(ValueError, match="not a filter"):
         filters.conditions(("ids", "1=1; DROP TABLE items"))

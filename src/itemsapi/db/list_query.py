@@ -43,6 +43,7 @@ FEW = 100
 WALK = 2000
 RANGE_READ = 50_000
 COUNTS = ("exact", "planned", "estimated")
+ID_BOUND = 2**63 - 1  # above every id (a bigint)
 
 SortKey = tuple[Any, int]  # (value of the sort column, id) of the last row of a page
 
@@ -76,6 +77,14 @@ def time_range(sort: str, shape: tuple[str, ...]) -> str | None:
     return None
 
 
+def pins_price(sort: str, shape: tuple[str, ...]) -> bool:
+    """Sorted by price among items without one: every key is -1, and the filter's equality on the
+    index's first column hides the row comparison's bound from the index scan, which would then
+    read every earlier match of the walk on each page. A plain `id` bound beside it, from the
+    cursor (pinned_after_id), starts the scan at the page."""
+    return sort == "price" and "has_price=False" in shape
+
+
 def list_sql(
     sort: str,
     descending: bool,
@@ -97,6 +106,8 @@ def list_sql(
             # A rank is a real: the cursor's decimal text of it is read back as one.
             after_key = sql.SQL("%(after_key)s::real" if sort == RELEVANCE else "%(after_key)s")
             keyset.append(sql.SQL("({}, id) {} ({}, %(after_id)s)").format(key, op, after_key))
+            if pins_price(sort, shape):
+                keyset.append(sql.SQL("id {} %(pinned_after_id)s").format(op))
     columns = select_columns(measured=measured)
     ranged = time_range(sort, shape)
     if one_page and ranged:
@@ -205,6 +216,11 @@ def list_params(query: ListQuery) -> dict[str, Any]:
         if query.sort != "id":
             params["after_key"] = query.after[0]
         params["after_id"] = query.after[1]
+        if pins_price(query.sort, query.filters.shape()):
+            # The id bound is the row comparison's own when the cursor's key is -1 (a page of
+            # these items); after any other key it must let every row through to it.
+            unbounded = ID_BOUND if query.descending else 0
+            params["pinned_after_id"] = query.after[1] if query.after[0] == -1 else unbounded
     return params
 
 
