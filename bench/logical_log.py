@@ -72,7 +72,8 @@ def main() -> None:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
     finally:
-        server.cleanup()
+        # Stopped here: pgserver's own cleanup leaves a server it restarted running.
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
         shutil.rmtree(directory, ignore_errors=True)
 
 
