@@ -1,7 +1,8 @@
 """Enforcement: the scope an endpoint needs (scopes.Policy), the bearer token authenticated
 (API key or JWT), and 401 or 403 otherwise. Called by admission control (web/admission.py) with
 the request's headers alone, before its body is read, so that a client without the right
-credentials never holds a body reader. The token goes nowhere but `authenticate`."""
+credentials never holds a body reader. The token goes nowhere but `authenticate` (admission
+keeps the Demand holding it until it calls `prove`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from itemsapi.metrics import count_auth_failure
 Authenticate = Callable[[str], Principal]
 
 
+# What a request must prove: the scope its endpoint needs, and the bearer token it offers.
+Demand = tuple[str, str]
+
+
 class Enforcer:
     """`authenticate` None: access control is off, every request passes."""
 
@@ -23,13 +28,32 @@ class Enforcer:
 
     def check(self, endpoint: str | None, method: str, authorization: str | None) -> str | None:
         """The principal's id, None for an open endpoint; raises Unauthorized or Forbidden."""
+        return self.prove(self.demand(endpoint, method, authorization))
+
+    def demand(self, endpoint: str | None, method: str, authorization: str | None) -> Demand | None:
+        """What the request must prove, None for an open endpoint; raises Unauthorized when the
+        headers hold no bearer token. That needs no lookup, so admission asks it before the
+        request takes a run slot: a burst of anonymous requests is told 401, never 503 as if a
+        retry could help."""
         if self._authenticate is None:
             return None
         scope = self._policy.required(endpoint, method)
         if scope is None:
             return None
         try:
-            principal = self._authenticate(bearer_token(authorization))
+            return scope, bearer_token(authorization)
+        except Unauthorized as exc:
+            count_auth_failure(exc.reason)
+            raise
+
+    def prove(self, demand: Demand | None) -> str | None:
+        """The principal's id once its token is authenticated (a key lookup may need the
+        database), None when nothing is demanded; raises Unauthorized or Forbidden."""
+        if demand is None or self._authenticate is None:
+            return None
+        scope, token = demand
+        try:
+            principal = self._authenticate(token)
         except Unauthorized as exc:
             count_auth_failure(exc.reason)
             raise
@@ -37,20 +61,6 @@ class Enforcer:
             count_auth_failure("insufficient_scope")
             raise Forbidden(scope)
         return principal.id
-
-    def refuse_without_token(
-        self, endpoint: str | None, method: str, authorization: str | None
-    ) -> None:
-        """Unauthorized when the endpoint needs a scope and the headers hold no bearer token at
-        all. It needs no lookup, so admission calls it before the request takes a run slot: a
-        burst of anonymous requests is told 401, never 503 as if a retry could help."""
-        if self._authenticate is None or self._policy.required(endpoint, method) is None:
-            return
-        try:
-            bearer_token(authorization)
-        except Unauthorized as exc:
-            count_auth_failure(exc.reason)
-            raise
 
 
 def bearer_token(header: str | None) -> str:

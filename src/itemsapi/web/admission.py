@@ -151,14 +151,14 @@ class Admission:
         if environ.get("PATH_INFO") in EXEMPT_PATHS:
             context.principal = self._enforcer.check(*credentials)
             return
-        self._enforcer.refuse_without_token(*credentials)
+        demand = self._enforcer.demand(*credentials)  # no token: 401 before any slot
         transfer = self._transfers.get(endpoint or "")
         if transfer is not None:
             context.release = transfer.take()
-            context.principal = self._enforcer.check(*credentials)
+            context.principal = self._enforcer.prove(demand)
             return
         self._take_slot(context)
-        context.principal = self._enforcer.check(*credentials)
+        context.principal = self._enforcer.prove(demand)
         if endpoint == FEED:
             context.idle = lambda: self._idle(context)
         if declares_body(environ):
