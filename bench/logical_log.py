@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import struct
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pgserver._commands import pg_ctl
 
 from bench.changes import switch
 from bench.run import load
-from bench.write_rounds import add_pgbench_options, pgbench, write_scripts
+from bench.write_rounds import Rate, add_pgbench_options, in_rounds, pgbench, ratios, tps
 
 SLOT, PUBLICATION = "itemsapi_bench_log", "itemsapi_bench_items"
 SETUP = """
@@ -87,36 +86,30 @@ def start_server(directory: Path):
 
 
 def measure(url: str, args: argparse.Namespace) -> dict:
-    scripts = write_scripts(url)
-    states = ("no_log", "triggers", "decoded")
-    rounds = []
-    for number in range(args.rounds):
-        measured: dict = {}
-        for state in states[number % 3 :] + states[: number % 3]:
-            for name, statement in scripts.items():
-                measured[f"{name}_{state}"] = run_state(url, state, statement, args)
-        rounds.append(measured)
-        print(f"round {number + 1}: {measured}", file=sys.stderr, flush=True)
-    summary = {}
-    for name in scripts:
-        for state in ("triggers", "decoded"):
-            ratios = [r[f"{name}_{state}"] / r[f"{name}_no_log"] for r in rounds]
-            summary[f"{name}_{state}"] = {
-                "tps_ratio_median": round(statistics.median(ratios), 3),
-                "tps_ratios": [round(x, 3) for x in ratios],
-            }
+    states = {name: (lambda name=name: enter(url, name, args))
+              for name in ("no_log", "triggers", "decoded")}  # fmt: skip
+    rounds, scripts = in_rounds(url, args, states)
+    summary = {f"{name}_{state}": ratios(rounds, name, state, "no_log")
+               for name in scripts for state in ("triggers", "decoded")}  # fmt: skip
     return {"rounds": rounds, "summary": summary}
 
 
-def run_state(url: str, state: str, statement: str, args: argparse.Namespace) -> float:
+def enter(url: str, state: str, args: argparse.Namespace) -> Rate:
+    """Sets up `state` (which log, if any, records the writes) and returns its rate."""
     switch(url, state == "triggers")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"ALTER TABLE items {'ENABLE' if state == 'decoded' else 'DISABLE'} "
                      "TRIGGER bench_emit_who")  # fmt: skip
-        if state == "decoded":
-            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (SLOT,))
     if state != "decoded":
-        return pgbench(url, statement, args)[0]
+        return tps(url, args)
+    return lambda statement: decoded_rate(url, statement, args)
+
+
+def decoded_rate(url: str, statement: str, args: argparse.Namespace) -> float:
+    """The writes per second once the reader has copied them all: on a slot of its own, with
+    the reader's catch-up after pgbench ends counted in."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (SLOT,))
     reader = Reader(url)
     reader.start()
     try:

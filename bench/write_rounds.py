@@ -48,31 +48,57 @@ def write_scripts(url: str) -> dict[str, str]:
     return {"post": insert, "patch": update.replace("id = 0", "id = :id")}
 
 
+# A script's rate in one state: its transactions per second.
+Rate = Callable[[str], float]
+
+
+def in_rounds(
+    url: str, args: argparse.Namespace, states: dict[str, Callable[[], Rate]]
+) -> tuple[list[dict], list[str]]:
+    """pgbench runs the API's writes (write_scripts) in `args.rounds` rounds. In each, every
+    state is entered once (its function, which returns how to measure a script there), in an
+    order that rotates from round to round, and every script measured. The rounds, each
+    `{"<script>_<state>": rate}`, and the scripts' names."""
+    scripts = write_scripts(url)
+    labels = list(states)
+    rounds = []
+    for number in range(args.rounds):
+        shift = number % len(labels)
+        measured: dict = {}
+        for label in labels[shift:] + labels[:shift]:
+            rate = states[label]()
+            for name, statement in scripts.items():
+                measured[f"{name}_{label}"] = rate(statement)
+        rounds.append(measured)
+        print(f"round {number + 1}: {measured}", file=sys.stderr, flush=True)
+    return rounds, list(scripts)
+
+
+def ratios(rounds: list[dict], script: str, state: str, baseline: str) -> dict:
+    """A script's rate in `state` over its rate in `baseline`: each round's, and their median."""
+    each = [r[f"{script}_{state}"] / r[f"{script}_{baseline}"] for r in rounds]
+    return {"tps_ratio_median": round(statistics.median(each), 3),
+            "tps_ratios": [round(x, 3) for x in each]}  # fmt: skip
+
+
+def tps(url: str, args: argparse.Namespace) -> Rate:
+    """pgbench's own transactions per second."""
+    return lambda statement: pgbench(url, statement, args)[0]
+
+
 def alternate(
     url: str, args: argparse.Namespace, setup: Callable[[bool], None], labels: tuple[str, str]
 ) -> dict:
-    """pgbench runs the API's writes (write_scripts) in `args.rounds` rounds, each measuring
-    both states `setup(True)` and `setup(False)` (named by `labels`), in alternating order, so
-    that the machine's drift touches both alike; ends in the state `setup(True)` makes. Per
-    script, the median ratio of transactions per second, first state over second."""
-    scripts = write_scripts(url)
-    rounds = []
-    for number in range(args.rounds):
-        measured: dict = {}
-        for state in (True, False) if number % 2 == 0 else (False, True):
-            setup(state)
-            label = labels[0] if state else labels[1]
-            for name, statement in scripts.items():
-                measured[f"{name}_{label}"] = pgbench(url, statement, args)[0]
-        rounds.append(measured)
-        print(f"round {number + 1}: {measured}", file=sys.stderr, flush=True)
+    """in_rounds with two states, `setup(True)` and `setup(False)` (named by `labels`),
+    alternating; ends in the state `setup(True)` makes. Per script, the ratio of the first
+    state's transactions per second over the second's."""
+
+    def state(on: bool) -> Callable[[], Rate]:
+        return lambda: (setup(on), tps(url, args))[1]
+
+    rounds, scripts = in_rounds(url, args, {labels[0]: state(True), labels[1]: state(False)})
     setup(True)
-    summary = {}
-    for name in scripts:
-        ratios = [r[f"{name}_{labels[0]}"] / r[f"{name}_{labels[1]}"] for r in rounds]
-        summary[name] = {"tps_ratio_median": round(statistics.median(ratios), 3),
-                         "tps_ratios": [round(x, 3) for x in ratios]}  # fmt: skip
-    return {"rounds": rounds, "summary": summary}
+    return {"rounds": rounds, "summary": {name: ratios(rounds, name, *labels) for name in scripts}}
 
 
 def pgbench(url: str, statement: str, args: argparse.Namespace) -> tuple[float, int]:
