@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pgserver
 import psycopg
-from pgserver._commands import pg_ctl
 
 from bench.changes import switch
 from bench.run import load
@@ -71,18 +70,18 @@ def main() -> None:
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
     finally:
-        # Stopped here: pgserver's own cleanup leaves a server it restarted running.
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        server.cleanup()
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def start_server(directory: Path):
-    """The embedded build's PostgreSQL in `directory`, restarted with `wal_level=logical`."""
+def start_server(directory: Path) -> pgserver.PostgresServer:
+    """The embedded build's PostgreSQL in `directory`, started again with `wal_level=logical`
+    (pgserver starts a new server with its defaults, and can only stop it to change them)."""
     server = pgserver.get_server(directory / "pgdata", cleanup_mode="stop")
     server.psql("ALTER SYSTEM SET wal_level = logical")
     server.psql("ALTER SYSTEM SET shared_buffers = '256MB'")
-    pg_ctl(["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user)
-    return server
+    server.cleanup()
+    return pgserver.get_server(directory / "pgdata", cleanup_mode="stop")
 
 
 def measure(url: str, args: argparse.Namespace) -> dict:
