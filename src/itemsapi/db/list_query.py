@@ -210,13 +210,14 @@ def list_params(query: ListQuery) -> dict[str, Any]:
     """The values for list_sql's placeholders: exactly the ones its shape names."""
     params = filters.params(query.filters)
     params["limit"] = query.limit + 1  # one extra row says "there is more"
-    if time_range(query.sort, query.filters.shape()):
+    shape = query.filters.shape()
+    if time_range(query.sort, shape):
         params |= {"few": FEW, "walk": WALK, "range_read": RANGE_READ}
     if query.after is not None:
         if query.sort != "id":
             params["after_key"] = query.after[0]
         params["after_id"] = query.after[1]
-        if pins_price(query.sort, query.filters.shape()):
+        if pins_price(query.sort, shape):
             # The id bound is the row comparison's own when the cursor's key is -1 (a page of
             # these items); after any other key it must let every row through to it.
             unbounded = ID_BOUND if query.descending else 0
